@@ -1,0 +1,7 @@
+//! The pgoutput decoder: bytes of one XLogData payload → [`LogicalMessage`]
+//! → [`crate::change::Change`] events, with a cache of the relations the server described.
+
+pub mod decoder;
+pub mod message;
+pub mod parse;
+pub mod relation;
