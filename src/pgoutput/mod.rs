@@ -5,3 +5,8 @@ pub mod decoder;
 pub mod message;
 pub mod parse;
 pub mod relation;
+
+pub use decoder::{Decoder, DecoderError, DecoderErrorCause};
+pub use message::{LogicalMessage, MessageKind};
+pub use parse::{parse, DecodeError};
+pub use relation::RelationCache;

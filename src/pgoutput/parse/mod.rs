@@ -8,6 +8,8 @@
 mod reader;
 
 #[cfg(test)]
+pub(crate) mod arbitrary;
+#[cfg(test)]
 pub(crate) mod encode;
 #[cfg(test)]
 mod tests;
