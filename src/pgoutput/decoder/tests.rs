@@ -8,6 +8,8 @@ use super::*;
 use crate::pgoutput::message::*;
 use crate::pgoutput::parse::{arbitrary, encode::encode};
 
+mod recorded;
+
 const REL: u32 = 16385;
 const FINAL: Lsn = Lsn(0x1_0000_0100);
 
