@@ -31,6 +31,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The offset of the next unread byte.
+    #[inline]
     pub(super) fn pos(&self) -> usize {
         self.pos
     }
@@ -40,6 +41,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next `n` bytes, or an error at the current offset when fewer are left.
+    #[inline]
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
         let data: &'a [u8] = self.data;
         let slice = self
@@ -57,37 +59,45 @@ impl<'a> Reader<'a> {
         Ok(slice)
     }
 
+    #[inline]
     fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], DecodeError> {
         let at = self.pos;
         let slice = self.take(N, what)?;
         <[u8; N]>::try_from(slice).map_err(|_| self.error_at(at, "internal length mismatch"))
     }
 
+    #[inline]
     pub(super) fn u8(&mut self, what: &str) -> Result<u8, DecodeError> {
         Ok(self.array::<1>(what)?[0])
     }
 
+    #[inline]
     pub(super) fn i16(&mut self, what: &str) -> Result<i16, DecodeError> {
         self.array(what).map(i16::from_be_bytes)
     }
 
+    #[inline]
     pub(super) fn i32(&mut self, what: &str) -> Result<i32, DecodeError> {
         self.array(what).map(i32::from_be_bytes)
     }
 
+    #[inline]
     pub(super) fn u32(&mut self, what: &str) -> Result<u32, DecodeError> {
         self.array(what).map(u32::from_be_bytes)
     }
 
+    #[inline]
     pub(super) fn i64(&mut self, what: &str) -> Result<i64, DecodeError> {
         self.array(what).map(i64::from_be_bytes)
     }
 
+    #[inline]
     pub(super) fn lsn(&mut self, what: &str) -> Result<Lsn, DecodeError> {
         self.array(what).map(|b| Lsn(u64::from_be_bytes(b)))
     }
 
     /// A count or length field (Int16/Int32 on the wire) that must not be negative.
+    #[inline]
     pub(super) fn count16(&mut self, what: &str) -> Result<usize, DecodeError> {
         let at = self.pos;
         let n = self.i16(what)?;
@@ -95,6 +105,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Like [`Reader::count16`] for an Int32 field.
+    #[inline]
     pub(super) fn count32(&mut self, what: &str) -> Result<usize, DecodeError> {
         let at = self.pos;
         let n = self.i32(what)?;
@@ -116,6 +127,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next `n` bytes as a slice of the payload (shared, not copied).
+    #[inline]
     pub(super) fn bytes(&mut self, n: usize, what: &str) -> Result<Bytes, DecodeError> {
         let at = self.pos;
         self.take(n, what)?;
@@ -125,6 +137,7 @@ impl<'a> Reader<'a> {
     /// Capacity to reserve for `count` items of at least `min_size` bytes each:
     /// never more than the bytes left could hold, so a forged count cannot
     /// make us allocate gigabytes before the truncation is noticed.
+    #[inline]
     pub(super) fn capacity_for(&self, count: usize, min_size: usize) -> usize {
         count.min(self.remaining() / min_size.max(1))
     }
