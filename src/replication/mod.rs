@@ -4,7 +4,13 @@
 //! tokio-postgres has no replication support, so the protocol is spoken here with
 //! postgres-protocol's frontend codecs and a small backend framer of our own.
 
+mod backend;
+mod connection;
 mod error;
+mod stream;
 pub(crate) mod tls;
+mod wire;
 
+pub use connection::{ReplicationConnection, SystemInfo};
 pub use error::ReplicationError;
+pub use stream::{ReplicationMessage, ReplicationStream};
