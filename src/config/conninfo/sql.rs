@@ -34,18 +34,37 @@ pub async fn connect_sql(info: &ConnInfo) -> Result<tokio_postgres::Client, Conn
         }
     };
     config.ssl_mode(ssl_mode);
-    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(
-        crate::replication::tls::client_config(info)?
-            .as_ref()
-            .clone(),
-    );
-    let (client, connection) = config.connect(tls).await.map_err(|e| classify(e, info))?;
+    let client = if ssl_mode == tokio_postgres::config::SslMode::Disable {
+        // NoTls also for Unix sockets: the rustls connector would demand a TLS server name.
+        let (client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| classify(e, info))?;
+        spawn_connection(connection);
+        client
+    } else {
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(
+            crate::replication::tls::client_config(info)?
+                .as_ref()
+                .clone(),
+        );
+        let (client, connection) = config.connect(tls).await.map_err(|e| classify(e, info))?;
+        spawn_connection(connection);
+        client
+    };
+    Ok(client)
+}
+
+/// Drives the connection in the background; the client's calls fail once it ends.
+fn spawn_connection<F>(connection: F)
+where
+    F: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+{
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::warn!(message = "SQL connection ended with an error.", %error);
         }
     });
-    Ok(client)
 }
 
 /// Sorts a tokio-postgres error into our kinds: server errors by SQLSTATE, I/O failures before
