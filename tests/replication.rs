@@ -66,7 +66,9 @@ async fn read_transaction(stream: &mut ReplicationStream) -> (Vec<u8>, Lsn) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identify_system_reports_database_and_position() {
+    let started = Instant::now();
     let pg = shared();
+    eprintln!("shared server ready after {:?}", started.elapsed());
     let db = pg.create_database();
     let mut conn = ReplicationConnection::connect(&info(&pg.conninfo(&db)))
         .await
@@ -229,6 +231,23 @@ async fn unreachable_port_is_reported_as_unreachable() {
     assert!(!err.is_configuration());
     let err = connect_sql(&info(&s)).await.err().unwrap();
     assert!(matches!(err, ReplicationError::Unreachable { .. }), "{err}");
+
+    // A listener that never answers: connect_timeout bounds the whole handshake.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let s = format!("host=127.0.0.1 port={port} user=x dbname=x connect_timeout=1");
+    let started = Instant::now();
+    let err = ReplicationConnection::connect(&info(&s))
+        .await
+        .err()
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    match err {
+        ReplicationError::Unreachable { source, .. } => {
+            assert_eq!(source.kind(), std::io::ErrorKind::TimedOut)
+        }
+        other => panic!("{other}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

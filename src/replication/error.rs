@@ -16,7 +16,7 @@ pub enum ReplicationError {
     #[error("TLS: {0}")]
     Tls(String),
     /// The server rejected the login (SQLSTATE class 28) or no password was available.
-    #[error("authentication failed ({code}): {message}")]
+    #[error("authentication failed: {message}{}", sqlstate_suffix(.code))]
     Auth {
         /// SQLSTATE, empty when the failure was detected on our side.
         code: String,
@@ -24,7 +24,7 @@ pub enum ReplicationError {
         message: String,
     },
     /// Any other ErrorResponse from the server.
-    #[error("server error {code}: {message}")]
+    #[error("server error: {message}{}", sqlstate_suffix(.code))]
     Server {
         /// SQLSTATE.
         code: String,
@@ -37,6 +37,15 @@ pub enum ReplicationError {
     /// The server sent something the protocol does not allow here.
     #[error("protocol error: {0}")]
     Protocol(String),
+}
+
+/// ` (SQLSTATE 28P01)`, or nothing for errors detected on our side.
+fn sqlstate_suffix(code: &str) -> String {
+    if code.is_empty() {
+        String::new()
+    } else {
+        format!(" (SQLSTATE {code})")
+    }
 }
 
 impl ReplicationError {
@@ -80,10 +89,21 @@ mod tests {
         assert!(matches!(e, ReplicationError::Auth { .. }));
         assert!(e.is_configuration());
         assert_eq!(e.sqlstate(), Some("28P01"));
+        assert_eq!(
+            e.to_string(),
+            "authentication failed: bad password (SQLSTATE 28P01)"
+        );
         let e = ReplicationError::from_server("57P01".into(), "shutdown".into());
         assert!(matches!(e, ReplicationError::Server { .. }));
         assert!(!e.is_configuration());
         assert_eq!(e.sqlstate(), Some("57P01"));
+        assert_eq!(e.to_string(), "server error: shutdown (SQLSTATE 57P01)");
+        let local = ReplicationError::Auth {
+            code: String::new(),
+            message: "no password".into(),
+        };
+        assert_eq!(local.sqlstate(), None);
+        assert_eq!(local.to_string(), "authentication failed: no password");
     }
 
     #[test]
