@@ -299,8 +299,13 @@ async fn password_methods_scram_md5_and_cleartext_authenticate() {
         }
     }
     let none = info(&format!("{base} user=scram_user passfile=/nonexistent"));
-    let err = ReplicationConnection::connect(&none).await.err().unwrap();
-    assert!(matches!(err, ReplicationError::Auth { .. }), "{err}");
+    for err in [
+        ReplicationConnection::connect(&none).await.err().unwrap(),
+        connect_sql(&none).await.err().unwrap(),
+    ] {
+        assert!(matches!(err, ReplicationError::Auth { .. }), "{err}");
+        assert!(err.is_configuration());
+    }
 }
 
 /// A throwaway CA and a server certificate for `localhost`, as PEM: (ca, cert, key).
@@ -326,10 +331,15 @@ async fn tls_modes_encrypt_and_verify_as_libpq_does() {
     let (ca, cert, key) = certificates();
     let (other_ca, _, _) = certificates();
     let pg = TestPostgres::start_with(PgOptions {
+        hba: vec!["hostssl all scram_user 127.0.0.1/32 scram-sha-256".into()],
         ssl_cert: Some(cert),
         ssl_key: Some(key),
         ..PgOptions::default()
     });
+    pg.psql(
+        "postgres",
+        "CREATE ROLE scram_user LOGIN REPLICATION PASSWORD 'pw'",
+    );
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
     let other_ca_file = dir.path().join("other.pem");
@@ -348,6 +358,11 @@ async fn tls_modes_encrypt_and_verify_as_libpq_does() {
         with("127.0.0.1", "verify-ca", &ca_file),
         with("localhost", "verify-full", &ca_file),
         with("127.0.0.1", "prefer", &other_ca_file),
+        // SCRAM over TLS: the server offers channel binding, we decline it explicitly.
+        info(&format!(
+            "host=127.0.0.1 port={} user=scram_user password=pw dbname=postgres sslmode=require",
+            pg.port()
+        )),
     ] {
         let mut conn = ReplicationConnection::connect(&ok)
             .await

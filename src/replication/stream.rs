@@ -84,7 +84,8 @@ impl ReplicationStream {
     }
 
     /// Standby status update ('r'): write/flush/apply positions, clock now (µs since
-    /// 2000-01-01), reply flag. Built on the stack: no allocation per update.
+    /// 2000-01-01), reply flag. Built on the stack: no allocation per update. Not cancel-safe:
+    /// dropping it mid-write leaves a partial message on the wire, so do not race it in `select!`.
     pub async fn send_status(
         &mut self,
         write: Lsn,

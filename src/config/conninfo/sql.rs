@@ -85,6 +85,12 @@ fn classify(error: tokio_postgres::Error, info: &ConnInfo) -> ConnectError {
         None if error.to_string().contains("TLS") || error.to_string().contains("SSL") => {
             ReplicationError::Tls(error.to_string())
         }
+        // tokio-postgres reports e.g. "password missing" as a configuration error: only a
+        // config change fixes it, like a rejected login.
+        None if error.to_string().starts_with("invalid configuration") => ReplicationError::Auth {
+            code: String::new(),
+            message: error.to_string(),
+        },
         None => ReplicationError::Protocol(error.to_string()),
     }
 }
