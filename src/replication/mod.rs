@@ -1,1 +1,16 @@
-//! (to be written)
+//! The logical replication connection: startup with `replication=database`, authentication,
+//! TLS, `IDENTIFY_SYSTEM`, and the CopyBoth stream of `START_REPLICATION`.
+//!
+//! tokio-postgres has no replication support, so the protocol is spoken here with
+//! postgres-protocol's frontend codecs and a small backend framer of our own.
+
+mod backend;
+mod connection;
+mod error;
+mod stream;
+pub(crate) mod tls;
+mod wire;
+
+pub use connection::{ReplicationConnection, SystemInfo};
+pub use error::ReplicationError;
+pub use stream::{ReplicationMessage, ReplicationStream};

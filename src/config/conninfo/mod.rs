@@ -1,0 +1,363 @@
+//! Connection strings as libpq understands them: `key=value` lists and `postgres://` URIs, with
+//! libpq's defaults (`PG*` environment variables, Unix socket directory, `~/.pgpass`).
+//!
+//! The password is kept out of every `Display` and `Debug` output and out of every error, so a
+//! `ConnInfo` can be logged freely.
+
+mod passfile;
+mod sql;
+mod syntax;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use sql::{connect_sql, ConnectError};
+
+/// The Unix socket directory Debian's and most distributions' servers use; libpq's default host
+/// when it exists.
+pub const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
+
+/// The `application_name` reported to the server unless the user chose another.
+pub const DEFAULT_APPLICATION_NAME: &str = "pgoutput-stream";
+
+/// Why a connection string was rejected. Never contains the password.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConnInfoError {
+    /// The string is not a valid `key=value` list or URI.
+    #[error("invalid connection string: {0}")]
+    Syntax(String),
+    /// A key this program does not know (a typo would otherwise be silently ignored).
+    #[error("unknown connection parameter {0:?}")]
+    UnknownKey(String),
+    /// The port is not a number between 1 and 65535.
+    #[error("invalid port {0:?}: expected a number between 1 and 65535")]
+    InvalidPort(String),
+    /// The sslmode is not one of libpq's six modes.
+    #[error(
+        "invalid sslmode {0:?}: expected disable, allow, prefer, require, verify-ca or verify-full"
+    )]
+    InvalidSslMode(String),
+    /// connect_timeout is not a whole number of seconds.
+    #[error("invalid connect_timeout {0:?}: expected a whole number of seconds")]
+    InvalidConnectTimeout(String),
+    /// More than one host or port was given; failover between hosts is not supported.
+    #[error("multiple hosts or ports ({0:?}) are not supported: give exactly one host")]
+    MultipleHosts(String),
+    /// No user name anywhere: not in the string, PGUSER or USER.
+    #[error("no user name: set user= in the connection string, or PGUSER")]
+    NoUser,
+}
+
+/// How hard to insist on TLS, with libpq's meanings.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plain connection only.
+    Disable,
+    /// Plain connection (TLS only if the server insists; treated like `disable` here).
+    Allow,
+    /// TLS if the server offers it, plain otherwise.
+    #[default]
+    Prefer,
+    /// TLS, but the server certificate is not verified.
+    Require,
+    /// TLS with the certificate chain verified against the root certificates.
+    VerifyCa,
+    /// Like `VerifyCa`, and the certificate must name the host connected to.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// The libpq spelling, e.g. `verify-full`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Allow => "allow",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl FromStr for SslMode {
+    type Err = ConnInfoError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "disable" => SslMode::Disable,
+            "allow" => SslMode::Allow,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            other => return Err(ConnInfoError::InvalidSslMode(other.to_string())),
+        })
+    }
+}
+
+/// Where defaults come from; the process environment in production, a fake in tests.
+pub trait Environment {
+    /// An environment variable, `None` when unset or not UTF-8.
+    fn var(&self, name: &str) -> Option<String>;
+    /// Whether `path` is an existing directory (for the default Unix socket directory).
+    fn is_dir(&self, path: &Path) -> bool;
+}
+
+/// The real process environment and file system.
+#[derive(Copy, Clone, Debug, Default)]
+pub struct SystemEnvironment;
+
+impl Environment for SystemEnvironment {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+
+    fn is_dir(&self, path: &Path) -> bool {
+        path.is_dir()
+    }
+}
+
+/// A fully resolved connection target: every default has been applied.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// Host name, IP address, or (starting with `/`) a Unix socket directory.
+    pub host: String,
+    /// TCP port, also the suffix of the Unix socket file name.
+    pub port: u16,
+    /// Role to log in as.
+    pub user: String,
+    /// Password, from the string, PGPASSWORD or the password file.
+    pub password: Option<String>,
+    /// Database to connect to.
+    pub dbname: String,
+    /// TLS policy.
+    pub sslmode: SslMode,
+    /// PEM file with the root certificates for `verify-ca`/`verify-full` (`system`: webpki roots).
+    pub sslrootcert: Option<PathBuf>,
+    /// PEM client certificate, sent when the server asks for one.
+    pub sslcert: Option<PathBuf>,
+    /// PEM private key of `sslcert`.
+    pub sslkey: Option<PathBuf>,
+    /// Name shown in `pg_stat_activity` / `pg_stat_replication`.
+    pub application_name: String,
+    /// Limit for establishing the connection (TCP, TLS and authentication); `None`: no limit.
+    pub connect_timeout: Option<Duration>,
+}
+
+impl ConnInfo {
+    /// Parses a connection string using the process environment for defaults.
+    pub fn parse(s: &str) -> Result<ConnInfo, ConnInfoError> {
+        parse_with(s, &SystemEnvironment)
+    }
+
+    /// Whether `host` names a Unix socket directory rather than a network host.
+    pub fn is_unix_socket(&self) -> bool {
+        self.host.starts_with('/')
+    }
+
+    /// The socket file for a Unix socket connection: `<dir>/.s.PGSQL.<port>`.
+    pub fn socket_path(&self) -> PathBuf {
+        Path::new(&self.host).join(format!(".s.PGSQL.{}", self.port))
+    }
+
+    /// Where we connect, for messages: `host:port` or the socket file path.
+    pub fn target(&self) -> String {
+        if self.is_unix_socket() {
+            self.socket_path().display().to_string()
+        } else if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Parses a connection string, taking defaults from `env` instead of the process environment.
+pub fn parse_with(s: &str, env: &dyn Environment) -> Result<ConnInfo, ConnInfoError> {
+    let mut raw = Raw::default();
+    for (key, value) in syntax::pairs(s)? {
+        raw.set(&key, value)?;
+    }
+    raw.resolve(env)
+}
+
+/// Values as written (later keys overwrite earlier ones), before defaults are applied.
+#[derive(Default)]
+struct Raw {
+    host: Option<String>,
+    port: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    dbname: Option<String>,
+    sslmode: Option<String>,
+    sslrootcert: Option<String>,
+    sslcert: Option<String>,
+    sslkey: Option<String>,
+    application_name: Option<String>,
+    connect_timeout: Option<String>,
+    passfile: Option<String>,
+}
+
+impl Raw {
+    fn set(&mut self, key: &str, value: String) -> Result<(), ConnInfoError> {
+        let slot = match key {
+            "host" => &mut self.host,
+            "port" => &mut self.port,
+            "user" => &mut self.user,
+            "password" => &mut self.password,
+            "dbname" => &mut self.dbname,
+            "sslmode" => &mut self.sslmode,
+            "sslrootcert" => &mut self.sslrootcert,
+            "sslcert" => &mut self.sslcert,
+            "sslkey" => &mut self.sslkey,
+            "application_name" => &mut self.application_name,
+            "connect_timeout" => &mut self.connect_timeout,
+            "passfile" => &mut self.passfile,
+            other => return Err(ConnInfoError::UnknownKey(other.to_string())),
+        };
+        *slot = Some(value);
+        Ok(())
+    }
+
+    fn resolve(self, env: &dyn Environment) -> Result<ConnInfo, ConnInfoError> {
+        // libpq treats an empty value like an absent one, so `host=` falls back to the default.
+        let pick = |given: Option<String>, var: &str| {
+            given
+                .filter(|v| !v.is_empty())
+                .or_else(|| env.var(var).filter(|v| !v.is_empty()))
+        };
+        let host = pick(self.host, "PGHOST").unwrap_or_else(|| {
+            if env.is_dir(Path::new(DEFAULT_SOCKET_DIR)) {
+                DEFAULT_SOCKET_DIR.to_string()
+            } else {
+                "localhost".to_string()
+            }
+        });
+        if host.contains(',') {
+            return Err(ConnInfoError::MultipleHosts(host));
+        }
+        let port = match pick(self.port, "PGPORT") {
+            None => 5432,
+            Some(p) if p.contains(',') => return Err(ConnInfoError::MultipleHosts(p)),
+            Some(p) => match p.trim().parse::<u16>() {
+                Ok(n) if n > 0 => n,
+                _ => return Err(ConnInfoError::InvalidPort(p)),
+            },
+        };
+        let user = pick(self.user, "PGUSER")
+            .or_else(|| env.var("USER").filter(|v| !v.is_empty()))
+            .ok_or(ConnInfoError::NoUser)?;
+        let dbname = pick(self.dbname, "PGDATABASE").unwrap_or_else(|| user.clone());
+        let sslmode = match pick(self.sslmode, "PGSSLMODE") {
+            Some(m) => m.parse()?,
+            None => SslMode::default(),
+        };
+        let connect_timeout = match pick(self.connect_timeout, "PGCONNECT_TIMEOUT") {
+            None => None,
+            Some(t) => match t.trim().parse::<i64>() {
+                // libpq: zero or negative means wait forever.
+                Ok(n) if n <= 0 => None,
+                Ok(n) => Some(Duration::from_secs(n.unsigned_abs())),
+                Err(_) => return Err(ConnInfoError::InvalidConnectTimeout(t)),
+            },
+        };
+        let mut info = ConnInfo {
+            host,
+            port,
+            user,
+            password: None,
+            dbname,
+            sslmode,
+            sslrootcert: pick(self.sslrootcert, "PGSSLROOTCERT").map(PathBuf::from),
+            sslcert: pick(self.sslcert, "PGSSLCERT").map(PathBuf::from),
+            sslkey: pick(self.sslkey, "PGSSLKEY").map(PathBuf::from),
+            application_name: pick(self.application_name, "PGAPPNAME")
+                .unwrap_or_else(|| DEFAULT_APPLICATION_NAME.to_string()),
+            connect_timeout,
+        };
+        info.password = match self.password.or_else(|| env.var("PGPASSWORD")) {
+            Some(p) => Some(p),
+            None => pick(self.passfile, "PGPASSFILE")
+                .map(PathBuf::from)
+                .or_else(|| env.var("HOME").map(|h| Path::new(&h).join(".pgpass")))
+                .and_then(|path| passfile_password(&path, &info)),
+        };
+        Ok(info)
+    }
+}
+
+fn passfile_password(path: &Path, info: &ConnInfo) -> Option<String> {
+    // libpq matches a connection over the default socket directory as `localhost`.
+    let host = if info.host == DEFAULT_SOCKET_DIR {
+        "localhost"
+    } else {
+        info.host.as_str()
+    };
+    let port = info.port.to_string();
+    passfile::lookup(
+        path,
+        &passfile::Lookup {
+            host,
+            port: &port,
+            dbname: &info.dbname,
+            user: &info.user,
+        },
+    )
+}
+
+/// Writes one `key=value` pair, quoting the value when libpq would need it.
+fn write_pair(f: &mut fmt::Formatter<'_>, key: &str, value: &str) -> fmt::Result {
+    let plain = !value.is_empty()
+        && !value
+            .chars()
+            .any(|c| c.is_whitespace() || c == '\'' || c == '\\');
+    if plain {
+        write!(f, "{key}={value}")
+    } else {
+        let escaped = value.replace('\\', "\\\\").replace('\'', "\\'");
+        write!(f, "{key}='{escaped}'")
+    }
+}
+
+impl fmt::Display for ConnInfo {
+    /// A `key=value` string without the password, e.g.
+    /// `host=127.0.0.1 port=5432 user=app dbname=shop`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_pair(f, "host", &self.host)?;
+        write!(f, " port={} ", self.port)?;
+        write_pair(f, "user", &self.user)?;
+        f.write_str(" ")?;
+        write_pair(f, "dbname", &self.dbname)?;
+        if self.sslmode != SslMode::default() {
+            write!(f, " sslmode={}", self.sslmode.as_str())?;
+        }
+        if self.application_name != DEFAULT_APPLICATION_NAME {
+            f.write_str(" ")?;
+            write_pair(f, "application_name", &self.application_name)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ConnInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnInfo")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("dbname", &self.dbname)
+            .field("sslmode", &self.sslmode)
+            .field("sslrootcert", &self.sslrootcert)
+            .field("sslcert", &self.sslcert)
+            .field("sslkey", &self.sslkey)
+            .field("application_name", &self.application_name)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}

@@ -1,0 +1,96 @@
+//! An ordinary SQL session (tokio-postgres) to the same target as the replication connection,
+//! for pre-flight checks and slot management.
+
+use crate::replication::ReplicationError;
+
+use super::{ConnInfo, SslMode};
+
+/// Errors of [`connect_sql`]; the same kinds as the replication connection's, so callers decide
+/// retry-or-exit (`is_configuration`) the same way for both.
+pub type ConnectError = ReplicationError;
+
+/// Connects with tokio-postgres and spawns its connection task; TLS per `sslmode`.
+pub async fn connect_sql(info: &ConnInfo) -> Result<tokio_postgres::Client, ConnectError> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&info.host)
+        .port(info.port)
+        .user(&info.user)
+        .dbname(&info.dbname)
+        .application_name(&info.application_name);
+    if let Some(password) = &info.password {
+        config.password(password);
+    }
+    if let Some(timeout) = info.connect_timeout {
+        config.connect_timeout(timeout);
+    }
+    // Unix sockets never use TLS (as in libpq), whatever the sslmode says.
+    let ssl_mode = match info.sslmode {
+        _ if info.is_unix_socket() => tokio_postgres::config::SslMode::Disable,
+        SslMode::Disable | SslMode::Allow => tokio_postgres::config::SslMode::Disable,
+        SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+            tokio_postgres::config::SslMode::Require
+        }
+    };
+    config.ssl_mode(ssl_mode);
+    let client = if ssl_mode == tokio_postgres::config::SslMode::Disable {
+        // NoTls also for Unix sockets: the rustls connector would demand a TLS server name.
+        let (client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| classify(e, info))?;
+        spawn_connection(connection);
+        client
+    } else {
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(
+            crate::replication::tls::client_config(info)?
+                .as_ref()
+                .clone(),
+        );
+        let (client, connection) = config.connect(tls).await.map_err(|e| classify(e, info))?;
+        spawn_connection(connection);
+        client
+    };
+    Ok(client)
+}
+
+/// Drives the connection in the background; the client's calls fail once it ends.
+fn spawn_connection<F>(connection: F)
+where
+    F: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(message = "SQL connection ended with an error.", %error);
+        }
+    });
+}
+
+/// Sorts a tokio-postgres error into our kinds: server errors by SQLSTATE, I/O failures before
+/// the session existed as unreachable, certificate problems as TLS.
+fn classify(error: tokio_postgres::Error, info: &ConnInfo) -> ConnectError {
+    if let Some(db) = error.as_db_error() {
+        return ReplicationError::from_server(db.code().code().to_string(), db.message().into());
+    }
+    let io = std::error::Error::source(&error).and_then(|s| s.downcast_ref::<std::io::Error>());
+    match io {
+        Some(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            ReplicationError::Tls(io.to_string())
+        }
+        Some(io) => ReplicationError::Unreachable {
+            target: info.target(),
+            source: std::io::Error::new(io.kind(), io.to_string()),
+        },
+        None if error.to_string().contains("TLS") || error.to_string().contains("SSL") => {
+            ReplicationError::Tls(error.to_string())
+        }
+        // tokio-postgres reports e.g. "password missing" as a configuration error: only a
+        // config change fixes it, like a rejected login.
+        None if error.to_string().starts_with("invalid configuration") => ReplicationError::Auth {
+            code: String::new(),
+            message: error.to_string(),
+        },
+        None => ReplicationError::Protocol(error.to_string()),
+    }
+}
