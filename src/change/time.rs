@@ -27,26 +27,44 @@ pub fn write_rfc3339(ts: PgTimestamp, out: &mut Vec<u8>) {
     let micros_of_day = ts.rem_euclid(MICROS_PER_DAY);
     let (year, month, day) = civil_from_days(days);
 
-    if (0..=9999).contains(&year) {
-        write_padded(year.unsigned_abs(), 4, out);
-    } else {
+    if !(0..=9999).contains(&year) {
         out.push(if year < 0 { b'-' } else { b'+' });
         write_padded(year.unsigned_abs(), 4, out);
+        // Everything after the year is as in the common case.
+        let rest = fixed_width(0, month, day, micros_of_day.unsigned_abs());
+        out.extend_from_slice(rest.get(4..).unwrap_or_default());
+        return;
     }
-    out.push(b'-');
-    write_padded(month, 2, out);
-    out.push(b'-');
-    write_padded(day, 2, out);
-    out.push(b'T');
-    let secs = micros_of_day / MICROS_PER_SECOND;
-    write_padded((secs / 3600).unsigned_abs(), 2, out);
-    out.push(b':');
-    write_padded((secs / 60 % 60).unsigned_abs(), 2, out);
-    out.push(b':');
-    write_padded((secs % 60).unsigned_abs(), 2, out);
-    out.push(b'.');
-    write_padded((micros_of_day % MICROS_PER_SECOND).unsigned_abs(), 6, out);
-    out.push(b'Z');
+    out.extend_from_slice(&fixed_width(
+        year.unsigned_abs(),
+        month,
+        day,
+        micros_of_day.unsigned_abs(),
+    ));
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` in one fixed-size buffer, so the common case
+/// is a single copy; `year` must be below 10000.
+fn fixed_width(year: u64, month: u64, day: u64, micros_of_day: u64) -> [u8; 27] {
+    let mut buf = *b"0000-00-00T00:00:00.000000Z";
+    let secs = micros_of_day / 1_000_000;
+    let fields = [
+        (0, 4, year),
+        (5, 2, month),
+        (8, 2, day),
+        (11, 2, secs / 3600),
+        (14, 2, secs / 60 % 60),
+        (17, 2, secs % 60),
+        (20, 6, micros_of_day % 1_000_000),
+    ];
+    for (start, width, value) in fields {
+        let mut rest = value;
+        for slot in buf.iter_mut().skip(start).take(width).rev() {
+            *slot = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+    }
+    buf
 }
 
 /// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01.

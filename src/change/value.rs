@@ -72,42 +72,100 @@ pub fn write_value(type_oid: u32, text: &[u8], out: &mut Vec<u8>) {
 /// Append `text` as a JSON string (quoted, escaped). Invalid UTF-8 is
 /// replaced by U+FFFD, as the database encoding is expected to be UTF-8.
 pub fn write_json_string(text: &[u8], out: &mut Vec<u8>) {
-    match std::str::from_utf8(text) {
-        Ok(s) => write_escaped(s.as_bytes(), out),
-        Err(_) => write_escaped(String::from_utf8_lossy(text).as_bytes(), out),
+    let start = out.len();
+    if !write_escaped(text, false, out) {
+        out.truncate(start);
+        write_escaped(String::from_utf8_lossy(text).as_bytes(), true, out);
     }
 }
 
-/// Quote and escape valid UTF-8, copying runs that need no escape in one go.
-fn write_escaped(s: &[u8], out: &mut Vec<u8>) {
+/// What [`write_escaped`] does with each byte: copy it (0), check the rest
+/// is UTF-8 ([`NON_ASCII`]), write `\u00XX` (`u`) or the two-byte escape `\x`.
+static ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = match b as u8 {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            0x08 => b'b',
+            0x0c => b'f',
+            0x00..=0x1f => b'u',
+            0x80..=0xff => NON_ASCII,
+            _ => 0,
+        };
+        b += 1;
+    }
+    table
+};
+const NON_ASCII: u8 = 1;
+
+/// Quote and escape `s`, copying runs that need no escape in one go.
+/// UTF-8 is validated only from the first non-ASCII byte on (most values are
+/// ASCII); returns false, having written garbage, when `s` is not UTF-8.
+fn write_escaped(s: &[u8], mut utf8_checked: bool, out: &mut Vec<u8>) -> bool {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(s.len() + 2);
     out.push(b'"');
     let mut run_start = 0;
-    for (i, &b) in s.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x00..=0x1f => b"",
-            _ => continue,
-        };
+    let clean = clean_prefix_len(s);
+    for (i, &b) in s.iter().enumerate().skip(clean) {
+        let escape = ESCAPE[usize::from(b)];
+        if escape == 0 {
+            continue;
+        }
+        if escape == NON_ASCII {
+            if !utf8_checked {
+                let rest = s.get(i..).unwrap_or_default();
+                if std::str::from_utf8(rest).is_err() {
+                    return false;
+                }
+                utf8_checked = true;
+            }
+            continue;
+        }
         out.extend_from_slice(s.get(run_start..i).unwrap_or_default());
         run_start = i + 1;
-        if escape.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
+        if escape == b'u' {
             out.extend_from_slice(b"\\u00");
             out.push(HEX[usize::from(b >> 4)]);
             out.push(HEX[usize::from(b & 0xf)]);
         } else {
-            out.extend_from_slice(escape);
+            out.extend_from_slice(&[b'\\', escape]);
         }
     }
     out.extend_from_slice(s.get(run_start..).unwrap_or_default());
     out.push(b'"');
+    true
+}
+
+/// Length of the leading whole 8-byte words that are plain ASCII needing no
+/// escape, found a word at a time (most names and values are all such bytes).
+fn clean_prefix_len(s: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Whether any byte of `w` is zero (the classic borrow trick; exact for "any").
+    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGHS != 0;
+    let mut len = 0;
+    for chunk in s.chunks_exact(8) {
+        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let w = u64::from_ne_bytes(bytes);
+        let control = w.wrapping_sub(ONES * 0x20) & !w & HIGHS != 0;
+        if control
+            || w & HIGHS != 0
+            || has_zero(w ^ (ONES * u64::from(b'"')))
+            || has_zero(w ^ (ONES * u64::from(b'\\')))
+        {
+            break;
+        }
+        len += 8;
+    }
+    len
 }
 
 /// One scalar value (a column or an array element) of the given class.

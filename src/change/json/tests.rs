@@ -368,3 +368,44 @@ proptest! {
         prop_assert!(!compact(&Change::Relation(table)).contains('\n'));
     }
 }
+
+/// Run with `cargo test --release --lib five_column_insert_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark"]
+fn five_column_insert_throughput() {
+    let table = Arc::new(Table {
+        relation_id: 16384,
+        schema: "public".into(),
+        name: "orders".into(),
+        replica_identity: ReplicaIdentity::Default,
+        columns: vec![
+            column("id", "int8", 20, true),
+            column("customer", "text", 25, false),
+            column("amount", "numeric", 1700, false),
+            column("paid", "bool", 16, false),
+            column("created_at", "timestamptz", 1184, false),
+        ],
+    });
+    let mut r = row(
+        Some(vec![
+            text("1234567"),
+            text("Ada Lovelace"),
+            text("199.90"),
+            text("t"),
+            text("2024-02-29 13:14:15.123456+00"),
+        ]),
+        None,
+    );
+    r.table = table;
+    let change = Change::Insert(r);
+    let n = 2_000_000;
+    let mut out = Vec::with_capacity(1 << 20);
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        out.clear();
+        write_json(&change, &mut out);
+        std::hint::black_box(&out);
+    }
+    let per_sec = f64::from(n) / start.elapsed().as_secs_f64();
+    eprintln!("{} bytes/event, {per_sec:.0} events/s", out.len());
+}

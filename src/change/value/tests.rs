@@ -271,3 +271,21 @@ fn assert_valid_json(out: &[u8]) {
         serde_json::from_str::<serde::de::IgnoredAny>(text).unwrap();
     }
 }
+
+#[test]
+fn escapes_after_non_ascii_and_invalid_utf8_late_in_the_text() {
+    assert_eq!(json(TEXT, "é\"\n€"), "\"é\\\"\\n€\"");
+    assert_eq!(
+        json_bytes(TEXT, b"\xc3\xa9\"\n\xff"),
+        "\"é\\\"\\n\u{fffd}\""
+    );
+}
+
+proptest! {
+    #[test]
+    fn strings_are_escaped_exactly_as_serde_json_does(s in "\\PC*|[\\x00-\\x7f]{0,40}|.{0,40}") {
+        let mut out = Vec::new();
+        write_json_string(s.as_bytes(), &mut out);
+        prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
+    }
+}
