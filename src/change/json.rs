@@ -13,7 +13,7 @@ use crate::pgoutput::message::{OldKind, OldTuple, TupleValue};
 
 /// Append the compact one-line JSON of an event (no trailing newline).
 ///
-/// Key order is fixed per op (see the crate's README for the schema). Row
+/// Key order is fixed per op (the unit tests pin every op's exact form). Row
 /// values follow [`write_value`]. A message's `content` is the UTF-8 string
 /// when it is valid UTF-8, otherwise Postgres' bytea hex form (`"\\x0aff"`).
 /// A key column whose value is unknown (unchanged TOAST in the new row and no
