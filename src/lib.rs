@@ -15,3 +15,4 @@ pub mod pgoutput;
 pub mod pipeline;
 pub mod preflight;
 pub mod replication;
+pub mod shutdown;

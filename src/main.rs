@@ -1,1 +1,64 @@
-fn main() {}
+//! The `pgoutput-stream` binary: parse flags, set up logging, run the pipeline,
+//! and turn its outcome into one line on stderr and the documented exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use pgoutput_stream::config::Cli;
+use pgoutput_stream::pipeline;
+use pgoutput_stream::shutdown::Shutdown;
+
+fn main() -> ExitCode {
+    // clap exits with code 2 on usage errors.
+    let cli = Cli::parse();
+    if let Err(err) = init_logging(cli.log_level.as_deref()) {
+        eprintln!("pgoutput-stream: invalid --log-level: {err}");
+        return ExitCode::from(2);
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("pgoutput-stream: cannot start the async runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    let outcome = runtime.block_on(async {
+        let shutdown = Shutdown::on_signals().map_err(|err| {
+            pipeline::RunError::Usage(format!("cannot install signal handlers: {err}"))
+        })?;
+        pipeline::run(cli, shutdown).await
+    });
+    match outcome {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("pgoutput-stream: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// Our own state changes at info; the NATS client repeats them in its own words.
+const DEFAULT_LOG_FILTER: &str = "info,async_nats=warn";
+
+/// Logs go to stderr so that stdout carries only events. `--log-level`
+/// wins over `RUST_LOG`; the default is `info`.
+fn init_logging(level: Option<&str>) -> Result<(), String> {
+    let filter = match level {
+        Some(level) => EnvFilter::try_new(level).map_err(|err| err.to_string())?,
+        None => {
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    Ok(())
+}

@@ -6,6 +6,8 @@
 //! encoded, so a change that no target wants costs nothing.
 
 pub mod json;
+#[cfg(test)]
+pub(crate) mod sample;
 pub mod text;
 pub mod time;
 pub mod value;

@@ -1,2 +1,199 @@
-//! (to be written)
+//! Configuration: the command line (every flag also read from a
+//! `PGOUTPUT_STREAM_<FLAG>` environment variable) and the connection string.
+
 pub mod conninfo;
+pub mod nats;
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::lsn::Lsn;
+
+pub use nats::{NatsArgs, Storage};
+
+const EXAMPLES: &str = "\
+Example:
+  # once, in the database (as a superuser or the table owner):
+  #   ALTER SYSTEM SET wal_level = logical;   -- then restart PostgreSQL
+  #   CREATE PUBLICATION shop_pub FOR TABLE orders, customers;
+  pgoutput-stream --connection 'host=db.internal user=cdc dbname=shop' \\
+      --slot shop_cdc --publication shop_pub --create-slot | jq .
+
+  Every event is one JSON line on stdout; logs go to stderr.
+  The password comes from the connection string, PGPASSWORD or ~/.pgpass.
+
+Exit codes:
+  0  stopped by SIGINT/SIGTERM or because stdout was closed
+  1  runtime failure (server unreachable, connection lost, slot in use, bad data from the server)
+  2  usage or configuration error (bad flag or connection string, wal_level, missing publication or slot,
+     role without REPLICATION)";
+
+/// Output format of the stdout target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One compact JSON object per line.
+    Json,
+    /// Indented JSON, one object after another.
+    JsonPretty,
+    /// One human-readable line per event, in the style of the test_decoding plugin.
+    Text,
+}
+
+/// The command line.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "pgoutput-stream",
+    version,
+    about = "Stream PostgreSQL changes (logical replication, pgoutput) as JSON events",
+    after_help = EXAMPLES
+)]
+pub struct Cli {
+    /// PostgreSQL connection string: `key=value` pairs or a postgres:// URL.
+    #[arg(
+        short = 'c',
+        long,
+        env = "PGOUTPUT_STREAM_CONNECTION",
+        hide_env_values = true
+    )]
+    pub connection: String,
+
+    /// Logical replication slot to read (created with --create-slot when missing).
+    #[arg(short = 's', long, env = "PGOUTPUT_STREAM_SLOT", value_parser = parse_slot_name)]
+    pub slot: String,
+
+    /// Publication whose tables are streamed.
+    #[arg(short = 'p', long, env = "PGOUTPUT_STREAM_PUBLICATION")]
+    pub publication: String,
+
+    /// Create the slot (plugin pgoutput) if it does not exist.
+    #[arg(long, env = "PGOUTPUT_STREAM_CREATE_SLOT")]
+    pub create_slot: bool,
+
+    /// Start from this LSN (e.g. 16/B374D848) instead of the slot's confirmed position;
+    /// the server never goes back before the confirmed position.
+    #[arg(long, env = "PGOUTPUT_STREAM_START_LSN", value_parser = parse_lsn)]
+    pub start_lsn: Option<Lsn>,
+
+    /// Format of the events written to stdout.
+    #[arg(long, value_enum, default_value_t = Format::Json, env = "PGOUTPUT_STREAM_FORMAT")]
+    pub format: Format,
+
+    /// Do not write events to stdout.
+    #[arg(long, env = "PGOUTPUT_STREAM_NO_STDOUT")]
+    pub no_stdout: bool,
+
+    /// Log level or filter (error, warn, info, debug, trace, or a tracing filter such as
+    /// `pgoutput_stream=debug`); RUST_LOG is used when this is not given.
+    #[arg(long, env = "PGOUTPUT_STREAM_LOG_LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Longest time between two standby status updates sent to the server.
+    #[arg(long, default_value = "10s", env = "PGOUTPUT_STREAM_STATUS_INTERVAL", value_parser = parse_duration)]
+    pub status_interval: Duration,
+
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+fn parse_lsn(s: &str) -> Result<Lsn, String> {
+    s.parse()
+        .map_err(|e: crate::lsn::ParseLsnError| e.to_string())
+}
+
+/// Slot names are restricted by the server to lower-case letters, digits and underscores.
+fn parse_slot_name(s: &str) -> Result<String, String> {
+    let valid = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if valid {
+        Ok(s.to_string())
+    } else {
+        Err("a slot name is 1 to 63 characters: lower-case letters, digits and underscores".into())
+    }
+}
+
+/// Durations as `250ms`, `10s`, `5m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: use e.g. 500ms, 10s or 5m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("invalid duration {s:?}: use e.g. 500ms, 10s or 5m")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        let mut all = vec!["pgoutput-stream"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all)
+    }
+
+    #[test]
+    fn minimal_command_line_has_documented_defaults() {
+        let cli = parse(&["-c", "dbname=shop", "-s", "shop_cdc", "-p", "shop_pub"]).unwrap();
+        assert_eq!(cli.slot, "shop_cdc");
+        assert_eq!(cli.format, Format::Json);
+        assert!(!cli.no_stdout && !cli.create_slot);
+        assert_eq!(cli.start_lsn, None);
+        assert_eq!(cli.status_interval, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn rejects_slot_names_the_server_would_refuse() {
+        for bad in ["Shop", "a-b", "", "a.b"] {
+            let err = parse(&["-c", "x", "-s", bad, "-p", "p"]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_start_lsn_and_format() {
+        let cli = parse(&[
+            "-c",
+            "x",
+            "-s",
+            "s",
+            "-p",
+            "p",
+            "--start-lsn",
+            "16/B374D848",
+            "--format",
+            "json-pretty",
+        ])
+        .unwrap();
+        assert_eq!(cli.start_lsn, Some(Lsn(0x16_B374_D848)));
+        assert_eq!(cli.format, Format::JsonPretty);
+        assert!(parse(&["-c", "x", "-s", "s", "-p", "p", "--start-lsn", "nope"]).is_err());
+    }
+
+    #[test]
+    fn durations_accept_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn help_shows_a_worked_example() {
+        let help = <Cli as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("--create-slot | jq"), "{help}");
+        assert!(help.contains("Exit codes"), "{help}");
+    }
+}

@@ -4,55 +4,8 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::*;
+use crate::change::sample::*;
 use crate::pgoutput::message::ReplicaIdentity;
-
-/// 2024-02-29T13:14:15.123456Z in µs since 2000-01-01.
-const TS: i64 = 762_527_655_123_456;
-
-fn tx() -> TxInfo {
-    TxInfo {
-        xid: 734,
-        commit_lsn: Lsn(0x16B_3748),
-        commit_ts: TS,
-    }
-}
-
-fn column(name: &str, type_name: &str, type_oid: u32, key: bool) -> Column {
-    Column {
-        name: name.into(),
-        type_name: type_name.into(),
-        type_oid,
-        key,
-    }
-}
-
-fn customers() -> Arc<Table> {
-    Arc::new(Table {
-        relation_id: 16384,
-        schema: "public".into(),
-        name: "customers".into(),
-        replica_identity: ReplicaIdentity::Default,
-        columns: vec![
-            column("id", "int4", 23, true),
-            column("name", "text", 25, false),
-            column("note", "text", 25, false),
-        ],
-    })
-}
-
-fn text(s: &str) -> TupleValue {
-    TupleValue::Text(Bytes::copy_from_slice(s.as_bytes()))
-}
-
-fn row(new: Option<Vec<TupleValue>>, old: Option<(OldKind, Vec<TupleValue>)>) -> RowChange {
-    RowChange {
-        table: customers(),
-        lsn: Lsn(0x16B_3700),
-        tx: tx(),
-        new,
-        old: old.map(|(kind, tuple)| OldTuple { kind, tuple }),
-    }
-}
 
 fn compact(change: &Change) -> String {
     let mut out = Vec::new();

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# A demo of the main job on a fresh machine: start a throwaway PostgreSQL with
+# logical WAL, create a demo table, run pgoutput-stream, make some changes,
+# show the events it printed, and clean everything up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/common.sh
+
+ensure_postgres
+echo "== building pgoutput-stream" >&2
+cargo build --quiet --locked
+bin=target/debug/pgoutput-stream
+
+work=$(mktemp -d /tmp/pgoutput-stream-demo.XXXXXX)
+port=$(free_port)
+daemon=
+cleanup() {
+    [ -n "$daemon" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null
+    stop_postgres "$work"
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== starting a throwaway PostgreSQL on port $port" >&2
+start_postgres "$work" "$port"
+sql() { "$(pg_bindir)/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
+sql <<'SQL'
+CREATE TABLE customers (id bigserial PRIMARY KEY, name text NOT NULL, email text, tags text[], profile jsonb);
+CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id bigint REFERENCES customers, total numeric(10,2), placed_at timestamptz DEFAULT now());
+CREATE PUBLICATION demo_pub FOR TABLE customers, orders;
+SQL
+
+echo "== running: pgoutput-stream --connection 'host=127.0.0.1 port=$port user=postgres dbname=postgres' --slot demo_slot --publication demo_pub --create-slot" >&2
+"$bin" --connection "host=127.0.0.1 port=$port user=postgres dbname=postgres" \
+    --slot demo_slot --publication demo_pub --create-slot --status-interval 1s \
+    >"$work/events.jsonl" 2>"$work/daemon.log" &
+daemon=$!
+for _ in $(seq 1 100); do
+    grep -q "Streaming changes" "$work/daemon.log" 2>/dev/null && break
+    kill -0 "$daemon" 2>/dev/null || { cat "$work/daemon.log" >&2; exit 1; }
+    sleep 0.1
+done
+
+echo "== making changes" >&2
+sql <<'SQL'
+INSERT INTO customers (name, email, tags, profile) VALUES
+  ('Ada Lovelace', 'ada@example.com', '{vip,"early adopter"}', '{"plan": "pro", "seats": 5}'),
+  ('Alan Turing', NULL, '{}', '{"plan": "free"}');
+BEGIN;
+INSERT INTO orders (customer_id, total) VALUES (1, 99.90), (2, 12.50);
+UPDATE customers SET email = 'alan@example.com' WHERE id = 2;
+COMMIT;
+DELETE FROM orders WHERE total < 20;
+TRUNCATE orders;
+SELECT pg_logical_emit_message(true, 'demo', 'hello from a transaction') \g /dev/null
+SQL
+
+# Wait until the last change (the message) has been printed.
+for _ in $(seq 1 100); do
+    grep -q '"op":"message"' "$work/events.jsonl" && break
+    sleep 0.1
+done
+kill -INT "$daemon"; wait "$daemon" || true; daemon=
+
+echo "== events printed by pgoutput-stream (stdout, one JSON object per line):" >&2
+if command -v jq >/dev/null 2>&1; then jq -c . "$work/events.jsonl"; else cat "$work/events.jsonl"; fi
+echo "== its log (stderr):" >&2
+cat "$work/daemon.log" >&2

@@ -1,0 +1,121 @@
+//! Message headers, above all `Nats-Msg-Id`: stable for the same event across
+//! restarts and replays, unique per event.
+//!
+//! Ids are `<slot>:<commit_lsn>:<n>`, n counting the transaction's events from
+//! its begin (0) without relation events: the server sends a relation event
+//! only before a table's first change in a session (and again after the
+//! table's definition was invalidated), so after a restart the same
+//! transaction may carry relation events at other places. Relation events get
+//! `<slot>:<commit_lsn>:r<relation id>.<k>`, k counting that table's relation
+//! events within the transaction; non-transactional messages `<slot>:<lsn>:m`.
+
+use std::collections::HashMap;
+
+use async_nats::HeaderMap;
+
+use super::subject::push_token;
+use crate::change::{time, Change, TxInfo};
+use crate::lsn::Lsn;
+
+/// Numbers the events of the current transaction.
+#[derive(Debug)]
+pub struct MessageIds {
+    slot: String,
+    current: Option<TxInfo>,
+    next_index: u32,
+    /// Relation events per relation id in the current transaction.
+    relations: HashMap<u32, u32>,
+}
+
+impl MessageIds {
+    pub fn new(slot: &str) -> Self {
+        MessageIds {
+            slot: slot.to_owned(),
+            current: None,
+            next_index: 0,
+            relations: HashMap::new(),
+        }
+    }
+
+    /// The headers of `change`, which must be the next event of the stream.
+    pub fn headers(&mut self, change: &Change) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let id = self.next_id(change);
+        headers.insert("Nats-Msg-Id", id);
+        headers.insert("Pg-Op", change.op());
+        if let Some(table) = change.table() {
+            headers.insert("Pg-Schema", token(&table.schema));
+            headers.insert("Pg-Table", token(&table.name));
+        }
+        if let Some(lsn) = event_lsn(change) {
+            headers.insert("Pg-Lsn", lsn.to_string());
+        }
+        if let Some(tx) = tx_of(change) {
+            headers.insert("Pg-Commit-Lsn", tx.commit_lsn.to_string());
+            headers.insert("Pg-Xid", tx.xid.to_string());
+            let mut ts = Vec::with_capacity(32);
+            time::write_rfc3339(tx.commit_ts, &mut ts);
+            headers.insert("Pg-Commit-Ts", String::from_utf8_lossy(&ts).into_owned());
+        }
+        headers
+    }
+
+    fn next_id(&mut self, change: &Change) -> String {
+        match change {
+            Change::Relation(table) => {
+                let seen = self.relations.entry(table.relation_id).or_insert(0);
+                let k = *seen;
+                *seen += 1;
+                let commit_lsn = self.current.map_or(Lsn::ZERO, |tx| tx.commit_lsn);
+                format!("{}:{commit_lsn}:r{}.{k}", self.slot, table.relation_id)
+            }
+            Change::Message {
+                transactional: false,
+                lsn,
+                ..
+            } => format!("{}:{lsn}:m", self.slot),
+            _ => {
+                match change {
+                    Change::Begin(tx) => {
+                        self.current = Some(*tx);
+                        self.next_index = 0;
+                        self.relations.clear();
+                    }
+                    Change::Commit { .. } => self.current = None,
+                    _ => {}
+                }
+                let index = self.next_index;
+                self.next_index += 1;
+                let commit_lsn = tx_of(change).map_or(Lsn::ZERO, |tx| tx.commit_lsn);
+                format!("{}:{commit_lsn}:{index}", self.slot)
+            }
+        }
+    }
+}
+
+/// Header values must be one line: names use the subject token encoding.
+fn token(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    push_token(&mut out, name);
+    out
+}
+
+/// The WAL position of the event itself.
+fn event_lsn(change: &Change) -> Option<Lsn> {
+    match change {
+        Change::Begin(tx) => Some(tx.commit_lsn),
+        Change::Commit { end_lsn, .. } => Some(*end_lsn),
+        Change::Insert(row) | Change::Update(row) | Change::Delete(row) => Some(row.lsn),
+        Change::Truncate { lsn, .. } | Change::Message { lsn, .. } => Some(*lsn),
+        Change::Relation(_) => None,
+    }
+}
+
+fn tx_of(change: &Change) -> Option<&TxInfo> {
+    match change {
+        Change::Begin(tx) | Change::Commit { tx, .. } | Change::Truncate { tx, .. } => Some(tx),
+        Change::Insert(row) | Change::Update(row) | Change::Delete(row) => Some(&row.tx),
+        Change::Message { tx, .. } => tx.as_ref(),
+        Change::Relation(_) => None,
+    }
+}

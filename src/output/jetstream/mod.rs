@@ -1,0 +1,237 @@
+//! The NATS JetStream target: every event is published to
+//! `<prefix>.<schema>.<table>.<op>` with its compact JSON as payload and a
+//! `Nats-Msg-Id` that is the same whenever the event is sent again, so the
+//! stream's duplicate window drops replays. Publishing is pipelined: a task
+//! keeps a bounded window of events awaiting their ack (see [`publisher`]).
+
+mod headers;
+pub mod publisher;
+pub mod stream;
+pub mod subject;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::context::ContextBuilder;
+use async_nats::{ConnectOptions, Event as NatsEvent};
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::{Event, OutputError, OutputTarget};
+use crate::config::NatsArgs;
+use crate::lsn::Lsn;
+use headers::MessageIds;
+use publisher::{Item, Outgoing, Shared};
+use subject::{PrefixError, Subjects};
+
+const TARGET: &str = "jetstream";
+
+/// Why the JetStream target could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum JetStreamSetupError {
+    #[error(transparent)]
+    Prefix(#[from] PrefixError),
+    #[error("cannot read NATS credentials from {path}: {message}")]
+    Credentials { path: String, message: String },
+    #[error("cannot connect to NATS at {servers}: {message}")]
+    Connect {
+        servers: String,
+        message: String,
+        /// Refused credentials, a bad address or TLS set-up: only a configuration change helps.
+        configuration: bool,
+    },
+    #[error("JetStream stream \"{stream}\": {message}")]
+    Stream { stream: String, message: String },
+    #[error("JetStream stream \"{stream}\" captures {subjects} but not {wanted}: add {wanted} to its subjects or choose another --nats-stream / --nats-subject-prefix")]
+    SubjectsNotCaptured {
+        stream: String,
+        subjects: String,
+        wanted: String,
+    },
+}
+
+impl JetStreamSetupError {
+    /// Configuration problems (exit code 2) as opposed to an unreachable server.
+    pub fn is_configuration(&self) -> bool {
+        match self {
+            JetStreamSetupError::Connect { configuration, .. } => *configuration,
+            _ => true,
+        }
+    }
+}
+
+/// Publishes events to a JetStream stream.
+pub struct JetStreamOutput {
+    subjects: Subjects,
+    ids: MessageIds,
+    items: Option<mpsc::Sender<Item>>,
+    shared: Arc<Shared>,
+    task: Option<JoinHandle<()>>,
+    client: async_nats::Client,
+}
+
+impl JetStreamOutput {
+    /// Connect, make sure the stream exists, and start the publishing task.
+    /// `slot` makes message ids unique per slot.
+    pub async fn connect(args: &NatsArgs, slot: &str) -> Result<Self, JetStreamSetupError> {
+        let subjects = Subjects::new(&args.subject_prefix)?;
+        let servers = args.servers.join(",");
+        let options = connect_options(args).await?;
+        let client = options
+            .connect(args.servers.as_slice())
+            .await
+            .map_err(|e| {
+                use async_nats::ConnectErrorKind as Kind;
+                let configuration = matches!(
+                    e.kind(),
+                    Kind::Authentication
+                        | Kind::AuthorizationViolation
+                        | Kind::ServerParse
+                        | Kind::Tls
+                );
+                JetStreamSetupError::Connect {
+                    servers: servers.clone(),
+                    message: e.to_string(),
+                    configuration,
+                }
+            })?;
+        let max_inflight = args.max_inflight as usize;
+        let context = ContextBuilder::new()
+            .timeout(Duration::from_secs(5))
+            .max_ack_inflight(max_inflight + 16)
+            .build(client.clone());
+        stream::ensure_stream(&context, args, &subjects.wildcard()).await?;
+        info!(message = "Connected to NATS JetStream.", servers = %servers, stream = %args.stream);
+
+        let shared = Arc::new(Shared::default());
+        // The channel is small: the window in the task bounds what is in flight.
+        let (tx, rx) = mpsc::channel(256);
+        let task = tokio::spawn(publisher::run(context, rx, max_inflight, shared.clone()));
+        Ok(JetStreamOutput {
+            subjects,
+            ids: MessageIds::new(slot),
+            items: Some(tx),
+            shared,
+            task: Some(task),
+            client,
+        })
+    }
+
+    /// Events published and awaiting their ack.
+    pub fn inflight(&self) -> u64 {
+        self.shared.inflight.load(Ordering::Relaxed)
+    }
+
+    async fn send(&mut self, item: Item) -> Result<(), OutputError> {
+        let failed = || OutputError::Failed {
+            target: TARGET,
+            message: "the publishing task ended".into(),
+        };
+        let items = self.items.as_ref().ok_or_else(failed)?;
+        items.send(item).await.map_err(|_| failed())
+    }
+}
+
+#[async_trait]
+impl OutputTarget for JetStreamOutput {
+    fn name(&self) -> &'static str {
+        TARGET
+    }
+
+    async fn write(&mut self, event: Event<'_>) -> Result<(), OutputError> {
+        let message = Outgoing {
+            subject: self.subjects.for_change(event.change),
+            headers: self.ids.headers(event.change),
+            payload: Bytes::copy_from_slice(event.json),
+        };
+        self.send(Item::Publish(message)).await
+    }
+
+    async fn commit(&mut self, end: Lsn) -> Result<(), OutputError> {
+        self.send(Item::Commit(end)).await
+    }
+
+    fn durable(&self) -> Lsn {
+        Lsn(self.shared.durable.load(Ordering::Acquire))
+    }
+
+    async fn close(&mut self) -> Result<(), OutputError> {
+        // Dropping the sender lets the task finish the window and end.
+        self.items = None;
+        if let Some(task) = self.task.take() {
+            if let Err(err) = task.await {
+                warn!(message = "JetStream publishing task failed.", error = %err);
+            }
+        }
+        if let Err(err) = self.client.drain().await {
+            warn!(message = "Could not drain the NATS connection.", error = %err);
+        }
+        Ok(())
+    }
+}
+
+async fn connect_options(args: &NatsArgs) -> Result<ConnectOptions, JetStreamSetupError> {
+    let mut options = if let Some(path) = &args.creds {
+        ConnectOptions::with_credentials_file(path)
+            .await
+            .map_err(|e| JetStreamSetupError::Credentials {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?
+    } else if let Some(path) = &args.nkey {
+        let seed = std::fs::read_to_string(path).map_err(|e| JetStreamSetupError::Credentials {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        ConnectOptions::with_nkey(seed.trim().to_owned())
+    } else if let Some(token) = &args.token {
+        ConnectOptions::with_token(token.clone())
+    } else if let (Some(user), Some(password)) = (&args.user, &args.password) {
+        ConnectOptions::with_user_and_password(user.clone(), password.clone())
+    } else {
+        ConnectOptions::new()
+    };
+    if let Some(ca) = &args.tls_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        options = options
+            .add_client_certificate(cert.clone(), key.clone())
+            .require_tls(true);
+    }
+    Ok(options
+        .name("pgoutput-stream")
+        .connection_timeout(Duration::from_secs(10))
+        .max_reconnects(None)
+        .reconnect_delay_callback(reconnect_delay)
+        .event_callback(|event| async move {
+            match event {
+                NatsEvent::Connected => info!(message = "NATS connection is up."),
+                NatsEvent::Disconnected => {
+                    warn!(message = "NATS connection lost; reconnecting.")
+                }
+                NatsEvent::Closed => info!(message = "NATS connection closed."),
+                // Each failed reconnect attempt reports an I/O error: not worth a line each.
+                NatsEvent::ClientError(error) => {
+                    debug!(message = "NATS client error.", %error)
+                }
+                other => warn!(message = "NATS connection event.", event = %other),
+            }
+        }))
+}
+
+/// Delay before reconnect attempt `attempts`: 100 ms doubling to 5 s, with up to 25% jitter
+/// so that many instances do not reconnect in step.
+fn reconnect_delay(attempts: usize) -> Duration {
+    let base = Duration::from_millis(100)
+        .saturating_mul(1 << attempts.min(6) as u32)
+        .min(Duration::from_secs(5));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    base + base.mul_f64(f64::from(nanos % 1000) / 4000.0)
+}

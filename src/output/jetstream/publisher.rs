@@ -1,0 +1,167 @@
+//! The publishing task: keeps up to `max_inflight` events published and
+//! awaiting their JetStream ack, retries failed ones with the same message id,
+//! and advances the durable position once every event before a commit marker
+//! is acknowledged.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::context::PublishError;
+use async_nats::jetstream::publish::PublishAck;
+use async_nats::jetstream::Context;
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::lsn::Lsn;
+
+/// First delay before re-publishing after consecutive failures; doubled up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// A first failure is logged only if none was in this long.
+const QUIET: Duration = Duration::from_secs(10);
+
+/// One event ready to publish.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub subject: String,
+    pub headers: HeaderMap,
+    pub payload: Bytes,
+}
+
+/// What the output hands to the task, in order.
+#[derive(Debug)]
+pub enum Item {
+    Publish(Outgoing),
+    /// Everything before this is one unit acknowledged by the position.
+    Commit(Lsn),
+}
+
+type AckFuture = Pin<Box<dyn Future<Output = Result<PublishAck, PublishError>> + Send>>;
+
+enum Slot {
+    Pending { message: Outgoing, ack: AckFuture },
+    Commit(Lsn),
+}
+
+/// State shared between the task and the output.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Highest position whose events are all acknowledged.
+    pub durable: AtomicU64,
+    /// Events published and not yet acknowledged.
+    pub inflight: AtomicU64,
+}
+
+/// Run until the sender side is dropped and every queued event is acknowledged.
+pub async fn run(
+    context: Context,
+    mut items: mpsc::Receiver<Item>,
+    max_inflight: usize,
+    shared: Arc<Shared>,
+) {
+    let mut window: VecDeque<Slot> = VecDeque::new();
+    let mut pending = 0usize;
+    let mut failures = 0u32;
+    let mut last_warning: Option<Instant> = None;
+    let mut open = true;
+    loop {
+        // Commit markers at the front are fully acknowledged.
+        while let Some(Slot::Commit(end)) = window.front() {
+            shared.durable.fetch_max(end.0, Ordering::Release);
+            window.pop_front();
+        }
+        shared.inflight.store(pending as u64, Ordering::Relaxed);
+        if !open && window.is_empty() {
+            return;
+        }
+        let can_take = open && pending < max_inflight;
+        tokio::select! {
+            item = items.recv(), if can_take => match item {
+                Some(Item::Publish(message)) => {
+                    let ack = publish(&context, &message).await;
+                    window.push_back(Slot::Pending { message, ack });
+                    pending += 1;
+                }
+                Some(Item::Commit(end)) => window.push_back(Slot::Commit(end)),
+                None => open = false,
+            },
+            result = front_ack(&mut window), if pending > 0 => match result {
+                Ok(_) => {
+                    if failures > 0 {
+                        info!(message = "JetStream publishing recovered.");
+                        failures = 0;
+                    }
+                    window.pop_front();
+                    pending -= 1;
+                }
+                Err(error) => {
+                    // Immediately the first time (later events of the window failed
+                    // together with it and usually succeed at once), then backing off.
+                    let delay = if failures == 0 { Duration::ZERO } else { backoff(failures) };
+                    // One line per backoff step, not one per event of the window.
+                    if failures > 0 || last_warning.is_none_or(|at| at.elapsed() > QUIET) {
+                        warn!(
+                            message = "Publishing to JetStream failed; retrying with the same message id.",
+                            %error,
+                            retry_in_ms = delay.as_millis() as u64,
+                        );
+                        last_warning = Some(Instant::now());
+                    }
+                    tokio::time::sleep(delay).await;
+                    failures = failures.saturating_add(1);
+                    if let Some(Slot::Pending { message, ack }) = window.front_mut() {
+                        *ack = publish(&context, message).await;
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// The ack of the oldest published event (the front of the window).
+async fn front_ack(window: &mut VecDeque<Slot>) -> Result<PublishAck, PublishError> {
+    match window.front_mut() {
+        Some(Slot::Pending { ack, .. }) => ack.await,
+        // The loop pops leading commit markers before it waits.
+        _ => std::future::pending().await,
+    }
+}
+
+async fn publish(context: &Context, message: &Outgoing) -> AckFuture {
+    let result = context
+        .publish_with_headers(
+            message.subject.clone(),
+            message.headers.clone(),
+            message.payload.clone(),
+        )
+        .await;
+    match result {
+        Ok(ack) => Box::pin(std::future::IntoFuture::into_future(ack)),
+        Err(err) => Box::pin(std::future::ready(Err(err))),
+    }
+}
+
+/// Delay before the `failures`-th consecutive re-publish.
+fn backoff(failures: u32) -> Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(16);
+    FIRST_BACKOFF.saturating_mul(factor).min(MAX_BACKOFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        assert_eq!(backoff(1), Duration::from_millis(100));
+        assert_eq!(backoff(2), Duration::from_millis(200));
+        assert_eq!(backoff(4), Duration::from_millis(800));
+        assert_eq!(backoff(30), MAX_BACKOFF);
+    }
+}

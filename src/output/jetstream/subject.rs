@@ -1,0 +1,153 @@
+//! NATS subjects for events: `<prefix>.<schema>.<table>.<op>`, with each name
+//! percent-encoded so that it is exactly one subject token.
+
+use std::fmt::Write as _;
+
+use crate::change::Change;
+
+/// A `--nats-subject-prefix` that is not a valid literal subject.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid --nats-subject-prefix {prefix:?}: {reason}")]
+pub struct PrefixError {
+    pub prefix: String,
+    pub reason: &'static str,
+}
+
+/// Builds the subject of every event under one prefix.
+#[derive(Debug, Clone)]
+pub struct Subjects {
+    prefix: String,
+}
+
+impl Subjects {
+    /// `prefix` is one or more dot-separated tokens (`postgres`, `cdc.shop`),
+    /// without wildcards or whitespace.
+    pub fn new(prefix: &str) -> Result<Subjects, PrefixError> {
+        let error = |reason| PrefixError {
+            prefix: prefix.to_owned(),
+            reason,
+        };
+        if prefix.is_empty() {
+            return Err(error("it is empty"));
+        }
+        for token in prefix.split('.') {
+            if token.is_empty() {
+                return Err(error(
+                    "it has an empty token (leading, trailing or double '.')",
+                ));
+            }
+            if token.chars().any(|c| c == '*' || c == '>') {
+                return Err(error("wildcards '*' and '>' are not allowed"));
+            }
+            if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(error("whitespace and control characters are not allowed"));
+            }
+        }
+        Ok(Subjects {
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    /// The prefix as given.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The wildcard subject capturing every event: `<prefix>.>`.
+    pub fn wildcard(&self) -> String {
+        format!("{}.>", self.prefix)
+    }
+
+    /// The subject of `change`:
+    /// - row changes and truncate: `<prefix>.<schema>.<table>.<op>`
+    /// - relation metadata: `<prefix>.<schema>.<table>.relation`
+    /// - transaction boundaries: `<prefix>.transactions.begin.event`, `<prefix>.transactions.commit.event`
+    /// - logical messages: `<prefix>.messages.<message prefix>`
+    pub fn for_change(&self, change: &Change) -> String {
+        let mut subject = String::with_capacity(self.prefix.len() + 48);
+        subject.push_str(&self.prefix);
+        subject.push('.');
+        match change {
+            Change::Begin(_) => subject.push_str("transactions.begin.event"),
+            Change::Commit { .. } => subject.push_str("transactions.commit.event"),
+            Change::Message { prefix, .. } => {
+                subject.push_str("messages.");
+                push_token(&mut subject, prefix);
+            }
+            Change::Relation(table)
+            | Change::Truncate { table, .. }
+            | Change::Insert(crate::change::RowChange { table, .. })
+            | Change::Update(crate::change::RowChange { table, .. })
+            | Change::Delete(crate::change::RowChange { table, .. }) => {
+                push_token(&mut subject, &table.schema);
+                subject.push('.');
+                push_token(&mut subject, &table.name);
+                subject.push('.');
+                subject.push_str(change.op());
+            }
+        }
+        subject
+    }
+}
+
+/// Append `name` as one subject token: `.`, `*`, `>`, `%`, whitespace and
+/// control characters become `%XX` (per UTF-8 byte); an empty name becomes
+/// `%00`, which no PostgreSQL name can produce (names hold no NUL).
+pub fn push_token(out: &mut String, name: &str) {
+    if name.is_empty() {
+        out.push_str("%00");
+        return;
+    }
+    for c in name.chars() {
+        if matches!(c, '.' | '*' | '>' | '%') || c.is_whitespace() || c.is_control() {
+            let mut utf8 = [0u8; 4];
+            for byte in c.encode_utf8(&mut utf8).bytes() {
+                // Writing to a String cannot fail.
+                let _ = write!(out, "%{byte:02X}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(name: &str) -> String {
+        let mut out = String::new();
+        push_token(&mut out, name);
+        out
+    }
+
+    #[test]
+    fn plain_names_are_kept() {
+        assert_eq!(token("orders"), "orders");
+        assert_eq!(token("Ünïcode_tbl"), "Ünïcode_tbl");
+    }
+
+    #[test]
+    fn separators_wildcards_whitespace_and_percent_are_encoded() {
+        assert_eq!(token("my.schema"), "my%2Eschema");
+        assert_eq!(token("odd table"), "odd%20table");
+        assert_eq!(token("a*b>c"), "a%2Ab%3Ec");
+        assert_eq!(token("100%"), "100%25");
+        assert_eq!(token("tab\tnl\n"), "tab%09nl%0A");
+        assert_eq!(token("nbsp\u{a0}"), "nbsp%C2%A0");
+        assert_eq!(token(""), "%00");
+    }
+
+    #[test]
+    fn prefixes_must_be_literal_subjects() {
+        assert!(Subjects::new("postgres").is_ok());
+        assert!(Subjects::new("cdc.shop").is_ok());
+        for bad in ["", ".x", "x.", "a..b", "a.*", "a.>", "a b"] {
+            assert!(Subjects::new(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            Subjects::new("cdc.shop").map(|s| s.wildcard()),
+            Ok("cdc.shop.>".to_owned())
+        );
+    }
+}

@@ -1,0 +1,51 @@
+//! Failures of a run, each mapped to the documented exit code.
+
+use crate::config::conninfo::{ConnInfoError, ConnectError};
+use crate::output::jetstream::JetStreamSetupError;
+use crate::output::OutputError;
+use crate::pgoutput::decoder::DecoderError;
+use crate::preflight::PreflightError;
+use crate::replication::ReplicationError;
+
+/// Why a run ended with a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Flags that do not go together.
+    #[error("{0}")]
+    Usage(String),
+    #[error("invalid --connection: {0}")]
+    ConnInfo(#[source] ConnInfoError),
+    #[error("{0}")]
+    Connect(#[source] ConnectError),
+    #[error("{0}")]
+    JetStream(#[source] JetStreamSetupError),
+    #[error("{0}")]
+    Preflight(#[source] PreflightError),
+    #[error("replication connection: {0}")]
+    Replication(#[source] ReplicationError),
+    #[error("{0}; nothing after the last complete transaction was confirmed")]
+    Decode(#[source] DecoderError),
+    #[error("{0}")]
+    Output(#[source] OutputError),
+    #[error("the server ended the replication stream")]
+    StreamEnded,
+}
+
+impl RunError {
+    /// 2 for usage and configuration errors, 1 for runtime failures.
+    pub fn exit_code(&self) -> u8 {
+        let configuration = match self {
+            RunError::Usage(_) | RunError::ConnInfo(_) => true,
+            RunError::Preflight(err) => err.is_configuration(),
+            RunError::JetStream(err) => err.is_configuration(),
+            RunError::Connect(err) => err.is_configuration(),
+            RunError::Replication(err) => err.is_configuration(),
+            RunError::Decode(_) | RunError::Output(_) | RunError::StreamEnded => false,
+        };
+        if configuration {
+            2
+        } else {
+            1
+        }
+    }
+}

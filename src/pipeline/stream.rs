@@ -1,0 +1,302 @@
+//! The streaming loop, in two halves joined by a bounded queue:
+//!
+//! - the reader owns the replication connection: it reads payloads into the
+//!   queue, answers keepalives and sends status updates on a timer, so the
+//!   server never times the connection out even while an output applies
+//!   backpressure (a full queue only stops the reading);
+//! - the applier decodes payloads, hands events to the outputs and records in
+//!   the shared [`Checkpoint`] what they have durably taken.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::RunError;
+use crate::change::{json, Change};
+use crate::checkpoint::Checkpoint;
+use crate::lsn::Lsn;
+use crate::output::{Event, OutputError, OutputTarget};
+use crate::pgoutput::decoder::Decoder;
+use crate::replication::{ReplicationMessage, ReplicationStream};
+use crate::shutdown::Shutdown;
+
+/// How often the reader looks at whether a status update is due.
+const TICK: Duration = Duration::from_millis(500);
+/// Payloads received and not yet decoded; bounds memory together with the outputs' windows.
+const QUEUE: usize = 1024;
+/// How long a stop request waits for the queued payloads to reach the outputs.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why streaming stopped without a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGINT/SIGTERM (or a test's trigger).
+    Requested,
+    /// An output's reader went away (`| head`).
+    OutputClosed,
+}
+
+/// Moves events from one replication stream to the outputs.
+pub struct Streamer<'a, O: OutputTarget + ?Sized> {
+    reader: Reader,
+    applier: Applier<'a, O>,
+}
+
+impl<'a, O: OutputTarget + ?Sized> Streamer<'a, O> {
+    /// Stream from `start`, the slot's confirmed position (or a later one asked for).
+    pub fn new(
+        stream: ReplicationStream,
+        output: &'a mut O,
+        start: Lsn,
+        status_interval: Duration,
+    ) -> Self {
+        let checkpoint = Arc::new(Mutex::new(Checkpoint::new(start)));
+        Streamer {
+            reader: Reader {
+                stream,
+                checkpoint: checkpoint.clone(),
+                status_interval,
+                last_status: Instant::now(),
+                last_flush_sent: start,
+            },
+            applier: Applier {
+                output,
+                decoder: Decoder::default(),
+                checkpoint,
+                changes: Vec::new(),
+                json: Vec::with_capacity(4096),
+            },
+        }
+    }
+
+    /// Stream until a stop is requested, an output closes, or something fails.
+    pub async fn run(&mut self, mut shutdown: Shutdown) -> Result<Stop, RunError> {
+        let (queue, payloads) = mpsc::channel(QUEUE);
+        let reader = &mut self.reader;
+        let apply = self.applier.run(payloads);
+        tokio::pin!(apply);
+        let read = reader.run(queue, &mut shutdown);
+        tokio::pin!(read);
+        tokio::select! {
+            // The applier ends first only on a failure or a closed output.
+            stop = &mut apply => output_stop(stop),
+            read = &mut read => {
+                let stop = read?;
+                // The reader dropped the queue: let the applier take what was read, within bounds.
+                match tokio::time::timeout(DRAIN_TIMEOUT, &mut apply).await {
+                    Ok(result) => output_stop(result).map(|_| stop),
+                    Err(_) => {
+                        warn!(message = "Outputs did not take the queued events in time; they will be sent again on restart.");
+                        Ok(stop)
+                    }
+                }
+            }
+        }
+    }
+
+    /// After streaming stopped: flush the outputs (unless they closed), confirm
+    /// what is durable, and end the replication connection. Returns the
+    /// position last confirmed.
+    pub async fn finish(self, result: &Result<Stop, RunError>) -> Lsn {
+        let Streamer {
+            mut reader,
+            applier,
+        } = self;
+        let outputs_usable = !matches!(result, Ok(Stop::OutputClosed) | Err(RunError::Output(_)));
+        if outputs_usable {
+            if let Err(err) = applier.output.close().await {
+                warn!(message = "Could not flush outputs while stopping.", error = %err);
+            }
+            applier.refresh_durable();
+        }
+        let connection_usable = !matches!(
+            result,
+            Err(RunError::Replication(_)) | Err(RunError::StreamEnded)
+        );
+        if connection_usable {
+            if let Err(err) = reader.send_status(false).await {
+                warn!(message = "Could not send the last status update.", error = %err);
+            }
+            if let Err(err) = reader.stream.close().await {
+                debug!(message = "Replication connection did not close cleanly.", error = %err);
+            }
+        }
+        reader.last_flush_sent
+    }
+}
+
+/// The applier ended: a closed output is a clean stop.
+fn output_stop(result: Result<(), RunError>) -> Result<Stop, RunError> {
+    match result {
+        Ok(()) => Ok(Stop::Requested),
+        Err(RunError::Output(OutputError::Closed { target })) => {
+            info!(message = "Output closed by its reader; stopping.", target);
+            Ok(Stop::OutputClosed)
+        }
+        Err(other) => Err(other),
+    }
+}
+
+fn lock(checkpoint: &Mutex<Checkpoint>) -> MutexGuard<'_, Checkpoint> {
+    // A panic while holding this lock would already have ended the task; keep going with its state.
+    checkpoint
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+struct Reader {
+    stream: ReplicationStream,
+    checkpoint: Arc<Mutex<Checkpoint>>,
+    status_interval: Duration,
+    last_status: Instant,
+    last_flush_sent: Lsn,
+}
+
+impl Reader {
+    /// Read until a stop request (Ok) or a failure; dropping `queue` tells the applier to finish.
+    async fn run(
+        &mut self,
+        queue: mpsc::Sender<(Lsn, Bytes)>,
+        shutdown: &mut Shutdown,
+    ) -> Result<Stop, RunError> {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut permit = None;
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.wait() => {
+                    info!(message = "Stop requested; finishing.");
+                    return Ok(Stop::Requested);
+                }
+                _ = tick.tick() => self.status_if_due().await?,
+                reserved = queue.reserve(), if permit.is_none() => match reserved {
+                    Ok(reserved) => permit = Some(reserved),
+                    // The applier ended; the caller reports why.
+                    Err(_) => return std::future::pending().await,
+                },
+                message = self.stream.next_message(), if permit.is_some() => {
+                    match message.map_err(RunError::Replication)? {
+                        Some(ReplicationMessage::XLogData { wal_start, data, .. }) => {
+                            lock(&self.checkpoint).queued(wal_start);
+                            if let Some(permit) = permit.take() {
+                                permit.send((wal_start, data));
+                            }
+                        }
+                        Some(ReplicationMessage::Keepalive { wal_end, reply_requested, .. }) => {
+                            lock(&self.checkpoint).keepalive(wal_end);
+                            if reply_requested {
+                                self.send_status(false).await?;
+                            }
+                        }
+                        None => return Err(RunError::StreamEnded),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn status_if_due(&mut self) -> Result<(), RunError> {
+        let flush = lock(&self.checkpoint).status().flush;
+        // Confirm progress promptly; otherwise only as often as configured.
+        if flush != self.last_flush_sent || self.last_status.elapsed() >= self.status_interval {
+            self.send_status(false).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_status(&mut self, reply: bool) -> Result<(), RunError> {
+        let status = lock(&self.checkpoint).status();
+        self.stream
+            .send_status(status.write, status.flush, status.flush, reply)
+            .await
+            .map_err(RunError::Replication)?;
+        if status.flush != self.last_flush_sent {
+            debug!(message = "Confirmed position.", flush_lsn = %status.flush);
+        }
+        self.last_flush_sent = status.flush;
+        self.last_status = Instant::now();
+        Ok(())
+    }
+}
+
+struct Applier<'a, O: OutputTarget + ?Sized> {
+    output: &'a mut O,
+    decoder: Decoder,
+    checkpoint: Arc<Mutex<Checkpoint>>,
+    changes: Vec<Change>,
+    json: Vec<u8>,
+}
+
+impl<O: OutputTarget + ?Sized> Applier<'_, O> {
+    /// Apply payloads until the queue is closed and empty (Ok) or a failure.
+    async fn run(&mut self, mut payloads: mpsc::Receiver<(Lsn, Bytes)>) -> Result<(), RunError> {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                payload = payloads.recv() => match payload {
+                    Some((lsn, data)) => {
+                        self.apply(lsn, data).await?;
+                        lock(&self.checkpoint).applied();
+                        self.refresh_durable();
+                    }
+                    None => return Ok(()),
+                },
+                // Acks arrive while no payload does.
+                _ = tick.tick() => self.refresh_durable(),
+            }
+        }
+    }
+
+    fn refresh_durable(&self) {
+        let durable = self.output.durable();
+        lock(&self.checkpoint).durable(durable);
+    }
+
+    /// Decode one XLogData payload and hand its events to the outputs.
+    async fn apply(&mut self, wal_start: Lsn, data: Bytes) -> Result<(), RunError> {
+        self.decoder
+            .decode(wal_start, data, &mut self.changes)
+            .map_err(RunError::Decode)?;
+        let mut changes = std::mem::take(&mut self.changes);
+        for change in changes.drain(..) {
+            if let Change::Begin(_) = change {
+                lock(&self.checkpoint).begin();
+            }
+            self.json.clear();
+            json::write_json(&change, &mut self.json);
+            self.output
+                .write(Event {
+                    change: &change,
+                    json: &self.json,
+                })
+                .await
+                .map_err(RunError::Output)?;
+            if let Some(end) = unit_end(&change) {
+                self.output.commit(end).await.map_err(RunError::Output)?;
+                lock(&self.checkpoint).handed(end);
+            }
+        }
+        self.changes = changes;
+        Ok(())
+    }
+}
+
+/// The position that acknowledges `change` once it is durable, if it ends a unit:
+/// a transaction's end, or just past a non-transactional message (which the
+/// server does not send again once the confirmed position is beyond its LSN).
+fn unit_end(change: &Change) -> Option<Lsn> {
+    match change {
+        Change::Commit { end_lsn, .. } => Some(*end_lsn),
+        Change::Message {
+            transactional: false,
+            lsn,
+            ..
+        } => Some(Lsn(lsn.0 + 1)),
+        _ => None,
+    }
+}

@@ -1,0 +1,55 @@
+//! Graceful shutdown: SIGINT and SIGTERM become a [`Shutdown`] handle that the
+//! pipeline awaits between messages, so the current write always completes.
+
+use tokio::sync::watch;
+
+/// Resolves once a stop was requested.
+#[derive(Debug, Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+/// Lets tests (and signal handlers) request a stop.
+#[derive(Debug)]
+pub struct ShutdownTrigger(watch::Sender<bool>);
+
+impl ShutdownTrigger {
+    /// Ask every holder of the paired [`Shutdown`] to stop.
+    pub fn trigger(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl Shutdown {
+    /// A handle that is triggered by hand.
+    pub fn new() -> (ShutdownTrigger, Shutdown) {
+        let (tx, rx) = watch::channel(false);
+        (ShutdownTrigger(tx), Shutdown(rx))
+    }
+
+    /// A handle triggered by SIGINT or SIGTERM. Needs a running tokio runtime.
+    pub fn on_signals() -> std::io::Result<Shutdown> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let (trigger, shutdown) = Shutdown::new();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            trigger.trigger();
+        });
+        Ok(shutdown)
+    }
+
+    /// True once a stop was requested.
+    pub fn is_triggered(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Wait until a stop is requested (forever if the trigger is dropped untriggered).
+    pub async fn wait(&mut self) {
+        if self.0.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}

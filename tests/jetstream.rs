@@ -1,0 +1,461 @@
+//! The JetStream target against a real nats-server: subjects, headers,
+//! payloads, the stream, deduplicated replays, outages and authentication.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::daemon::{run_to_exit, Daemon};
+use support::nats::{NatsOptions, Stored, TestNats};
+use support::postgres::{shared, TestPostgres};
+
+const STREAM: &str = "postgres_replication";
+
+/// A database with a publication for all tables and a slot name of its own.
+struct Setup {
+    pg: &'static TestPostgres,
+    db: String,
+    slot: String,
+}
+
+impl Setup {
+    fn new(sql: &str) -> Setup {
+        let pg = shared();
+        let db = pg.create_database();
+        pg.psql(&db, sql);
+        pg.psql(&db, "CREATE PUBLICATION pub FOR ALL TABLES");
+        let slot = format!(
+            "js_{}",
+            db.to_lowercase()
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        );
+        Setup { pg, db, slot }
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        self.pg.psql(&self.db, sql)
+    }
+
+    fn args<'a>(&'a self, conn: &'a str, nats: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec![
+            "--connection",
+            conn,
+            "--slot",
+            &self.slot,
+            "--publication",
+            "pub",
+            "--create-slot",
+            "--status-interval",
+            "1s",
+            "--nats-server",
+            nats,
+        ];
+        args.extend_from_slice(extra);
+        args
+    }
+
+    fn start(&self, nats: &TestNats, extra: &[&str]) -> Daemon {
+        let conn = self.pg.conninfo(&self.db);
+        let url = nats.url();
+        Daemon::start(&self.args(&conn, &url, extra))
+    }
+
+    fn confirmed_flush(&self) -> String {
+        self.sql(&format!(
+            "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{}'",
+            self.slot
+        ))
+    }
+
+    /// Wait until the server has released the slot (the daemon is gone).
+    fn wait_slot_inactive(&self) {
+        let query = format!(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}' AND active",
+            self.slot
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.sql(&query) != "0" {
+            assert!(std::time::Instant::now() < deadline, "slot stayed active");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn ops(messages: &[Stored]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| m.header("Pg-Op").to_owned())
+        .collect()
+}
+
+#[test]
+fn every_op_is_published_to_its_subject_with_headers_and_the_stdout_payload() {
+    let nats = TestNats::start();
+    let s = Setup::new("CREATE TABLE items (id int PRIMARY KEY, name text)");
+    let daemon = s.start(&nats, &[]);
+    s.sql(
+        "BEGIN;
+         INSERT INTO items VALUES (1, 'pen');
+         UPDATE items SET name = 'pencil' WHERE id = 1;
+         DELETE FROM items WHERE id = 1;
+         TRUNCATE items;
+         SELECT pg_logical_emit_message(true, 'audit.log', 'hello');
+         COMMIT;",
+    );
+    // One transaction: begin, relation, insert, update, delete, relation, truncate, message, commit.
+    let stdout = daemon.transaction();
+    let stored = nats.wait_for_messages(STREAM, stdout.len(), Duration::from_secs(20));
+    assert_eq!(stored.len(), stdout.len());
+    let subjects: Vec<&str> = stored.iter().map(|m| m.subject.as_str()).collect();
+    assert_eq!(
+        subjects,
+        [
+            "postgres.transactions.begin.event",
+            "postgres.public.items.relation",
+            "postgres.public.items.insert",
+            "postgres.public.items.update",
+            "postgres.public.items.delete",
+            // TRUNCATE makes the server describe the table again.
+            "postgres.public.items.relation",
+            "postgres.public.items.truncate",
+            "postgres.messages.audit%2Elog",
+            "postgres.transactions.commit.event",
+        ]
+    );
+    for (message, line) in stored.iter().zip(&stdout) {
+        assert_eq!(
+            message.json(),
+            *line,
+            "payload differs from the stdout event"
+        );
+    }
+    let begin = &stdout[0];
+    let commit_lsn = begin["commit_lsn"].as_str().unwrap();
+    let insert = &stored[2];
+    assert_eq!(
+        insert.header("Nats-Msg-Id"),
+        format!("{}:{commit_lsn}:1", s.slot)
+    );
+    assert_eq!(insert.header("Pg-Op"), "insert");
+    assert_eq!(insert.header("Pg-Schema"), "public");
+    assert_eq!(insert.header("Pg-Table"), "items");
+    assert_eq!(insert.header("Pg-Lsn"), stdout[2]["lsn"].as_str().unwrap());
+    assert_eq!(insert.header("Pg-Commit-Lsn"), commit_lsn);
+    assert_eq!(insert.header("Pg-Xid"), begin["xid"].to_string());
+    assert_eq!(
+        insert.header("Pg-Commit-Ts"),
+        begin["commit_ts"].as_str().unwrap()
+    );
+    let ids: std::collections::HashSet<&str> =
+        stored.iter().map(|m| m.header("Nats-Msg-Id")).collect();
+    assert_eq!(ids.len(), stored.len(), "message ids are unique");
+    let rel = stdout[1]["relation_id"].clone();
+    assert_eq!(
+        stored[1].header("Nats-Msg-Id"),
+        format!("{}:{commit_lsn}:r{rel}.0", s.slot)
+    );
+    assert_eq!(
+        stored[5].header("Nats-Msg-Id"),
+        format!("{}:{commit_lsn}:r{rel}.1", s.slot)
+    );
+    assert_eq!(
+        ops(&stored),
+        [
+            "begin", "relation", "insert", "update", "delete", "relation", "truncate", "message",
+            "commit"
+        ]
+    );
+}
+
+#[test]
+fn the_stream_is_created_with_the_documented_limits() {
+    let nats = TestNats::start();
+    let s = Setup::new("CREATE TABLE t (id int PRIMARY KEY)");
+    let _daemon = s.start(&nats, &[]);
+    let config = nats.with_client(async_nats::ConnectOptions::new(), async |js| {
+        let mut stream = js.get_stream(STREAM).await.expect("stream exists");
+        stream.info().await.expect("info").config.clone()
+    });
+    assert_eq!(config.subjects, ["postgres.>"]);
+    assert_eq!(config.max_messages, 1_000_000);
+    assert_eq!(config.max_bytes, 1 << 30);
+    assert_eq!(config.duplicate_window, Duration::from_secs(120));
+    assert_eq!(
+        config.storage,
+        async_nats::jetstream::stream::StorageType::File
+    );
+    assert_eq!(
+        config.retention,
+        async_nats::jetstream::stream::RetentionPolicy::Limits
+    );
+}
+
+#[test]
+fn an_existing_stream_is_used_as_it_is_and_must_capture_the_prefix() {
+    let nats = TestNats::start();
+    nats.with_client(async_nats::ConnectOptions::new(), async |js| {
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "mine".into(),
+            subjects: vec!["cdc.>".into()],
+            max_messages: 42,
+            ..Default::default()
+        })
+        .await
+        .expect("create stream");
+    });
+    let s = Setup::new("CREATE TABLE t (id int PRIMARY KEY)");
+    let daemon = s.start(
+        &nats,
+        &["--nats-stream", "mine", "--nats-subject-prefix", "cdc.shop"],
+    );
+    s.sql("INSERT INTO t VALUES (1)");
+    daemon.transaction();
+    let stored = nats.wait_for_messages("mine", 4, Duration::from_secs(20));
+    assert_eq!(stored[2].subject, "cdc.shop.public.t.insert");
+    let max = nats.with_client(async_nats::ConnectOptions::new(), async |js| {
+        js.get_stream("mine")
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .config
+            .max_messages
+    });
+    assert_eq!(max, 42, "an existing stream keeps its configuration");
+    drop(daemon);
+    s.wait_slot_inactive();
+
+    let conn = s.pg.conninfo(&s.db);
+    let url = nats.url();
+    let (code, stdout, stderr) = run_to_exit(
+        &s.args(
+            &conn,
+            &url,
+            &["--nats-stream", "mine", "--nats-subject-prefix", "other"],
+        ),
+        &[],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.contains("other.>") && stderr.contains("cdc.>"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_invalid_subject_prefix_is_a_usage_error() {
+    let nats = TestNats::start();
+    let s = Setup::new("CREATE TABLE t (id int PRIMARY KEY)");
+    let conn = s.pg.conninfo(&s.db);
+    let url = nats.url();
+    let (code, _, stderr) =
+        run_to_exit(&s.args(&conn, &url, &["--nats-subject-prefix", "a.*"]), &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--nats-subject-prefix"), "{stderr}");
+    assert_eq!(
+        s.sql(&format!(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}'",
+            s.slot
+        )),
+        "0"
+    );
+}
+
+#[test]
+fn names_with_separators_are_percent_encoded_into_one_token() {
+    let nats = TestNats::start();
+    let s = Setup::new(
+        r#"CREATE SCHEMA "my.schema"; CREATE TABLE "my.schema"."odd table>*%" (id int PRIMARY KEY)"#,
+    );
+    let daemon = s.start(&nats, &[]);
+    s.sql(r#"INSERT INTO "my.schema"."odd table>*%" VALUES (1)"#);
+    daemon.transaction();
+    let stored = nats.wait_for_messages(STREAM, 4, Duration::from_secs(20));
+    assert_eq!(
+        stored[2].subject,
+        "postgres.my%2Eschema.odd%20table%3E%2A%25.insert"
+    );
+    assert_eq!(stored[2].json()["table"], json!("odd table>*%"));
+}
+
+#[test]
+fn replaying_the_same_changes_adds_no_duplicates() {
+    let nats = TestNats::start();
+    let s = Setup::new("CREATE TABLE t (id int PRIMARY KEY)");
+    // A copy of the slot at its starting position lets the test rewind it later.
+    s.sql(&format!(
+        "SELECT pg_create_logical_replication_slot('{}', 'pgoutput')",
+        s.slot
+    ));
+    s.sql(&format!(
+        "SELECT pg_copy_logical_replication_slot('{0}', '{0}_rewind')",
+        s.slot
+    ));
+    let daemon = s.start(&nats, &[]);
+    s.sql("INSERT INTO t SELECT generate_series(1, 50)");
+    s.sql("INSERT INTO t VALUES (51); INSERT INTO t VALUES (52)");
+    daemon.transaction();
+    daemon.transaction();
+    let before = nats.wait_for_messages(STREAM, 58, Duration::from_secs(20));
+    drop(daemon);
+    s.wait_slot_inactive();
+
+    // Rewind: the slot of the same name starts again before both transactions.
+    s.sql(&format!("SELECT pg_drop_replication_slot('{}')", s.slot));
+    s.sql(&format!(
+        "SELECT pg_copy_logical_replication_slot('{0}_rewind', '{0}')",
+        s.slot
+    ));
+    let daemon = s.start(&nats, &[]);
+    let replayed = daemon.transaction();
+    assert_eq!(replayed.len(), 53, "the first transaction was sent again");
+    daemon.transaction();
+    s.sql("INSERT INTO t VALUES (53)");
+    daemon.transaction();
+    let after = nats.wait_for_messages(STREAM, before.len() + 3, Duration::from_secs(20));
+    // Only the new transaction (begin, insert, commit) was added; the relation event of the
+    // replay has the same id as before.
+    assert_eq!(
+        after.len(),
+        before.len() + 3,
+        "{:?}",
+        ops(&after[before.len()..])
+    );
+    s.sql(&format!(
+        "SELECT pg_drop_replication_slot('{}_rewind')",
+        s.slot
+    ));
+}
+
+#[test]
+fn a_nats_outage_holds_the_slot_and_loses_nothing() {
+    let mut nats = TestNats::start();
+    let s = Setup::new("CREATE TABLE t (id int PRIMARY KEY, note text)");
+    let daemon = s.start(&nats, &["--no-stdout"]);
+    s.sql("INSERT INTO t SELECT g, 'before' FROM generate_series(1, 100) g");
+    nats.wait_for_messages(STREAM, 103, Duration::from_secs(20));
+
+    nats.pause();
+    for batch in 0..10 {
+        let from = 101 + batch * 100;
+        s.sql(&format!(
+            "INSERT INTO t SELECT g, 'during' FROM generate_series({from}, {}) g",
+            from + 99
+        ));
+    }
+    // Publishing fails and is retried; meanwhile the slot stays where it was.
+    daemon.wait_for_log("retrying", Duration::from_secs(60));
+    let held = s.confirmed_flush();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        s.confirmed_flush(),
+        held,
+        "the slot moved while NATS was down"
+    );
+
+    nats.resume();
+    s.sql("INSERT INTO t SELECT g, 'after' FROM generate_series(1101, 1200) g");
+    // 12 transactions of 100 rows: 1200 inserts + 12 begins + 12 commits + 1 relation.
+    let stored = nats.wait_for_messages(STREAM, 1225, Duration::from_secs(60));
+    let mut ids: Vec<i64> = stored
+        .iter()
+        .filter(|m| m.header("Pg-Op") == "insert")
+        .map(|m| m.json()["new"]["id"].as_i64().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        (1..=1200).collect::<Vec<_>>(),
+        "every row arrived exactly once"
+    );
+    assert_ne!(s.confirmed_flush(), held, "the slot moves again once acked");
+    drop(daemon);
+}
+
+#[test]
+fn token_and_user_password_authentication() {
+    let nats = TestNats::start_with(NatsOptions {
+        conf: vec!["authorization { token: \"t0ken-s3cret\" }".into()],
+    });
+    let s = Setup::new("CREATE TABLE t (id int PRIMARY KEY)");
+    let daemon = s.start(&nats, &["--nats-token", "t0ken-s3cret"]);
+    s.sql("INSERT INTO t VALUES (1)");
+    daemon.transaction();
+    let stored = nats.messages_with(
+        async_nats::ConnectOptions::with_token("t0ken-s3cret".into()),
+        STREAM,
+    );
+    assert_eq!(ops(&stored), ["begin", "relation", "insert", "commit"]);
+    assert!(
+        !daemon.stderr().contains("t0ken-s3cret"),
+        "token leaked into the log"
+    );
+    drop(daemon);
+    s.wait_slot_inactive();
+
+    let conn = s.pg.conninfo(&s.db);
+    let url = nats.url();
+    let (code, _, stderr) =
+        run_to_exit(&s.args(&conn, &url, &["--nats-token", "wrong-token"]), &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(!stderr.contains("wrong-token"), "{stderr}");
+
+    let nats = TestNats::start_with(NatsOptions {
+        conf: vec!["authorization { user: cdc, password: \"pa55word\" }".into()],
+    });
+    let url = nats.url();
+    let daemon = Daemon::start(&s.args(
+        &conn,
+        &url,
+        &["--nats-user", "cdc", "--nats-password", "pa55word"],
+    ));
+    s.sql("INSERT INTO t VALUES (2)");
+    daemon.transaction();
+    let stored = nats.messages_with(
+        async_nats::ConnectOptions::with_user_and_password("cdc".into(), "pa55word".into()),
+        STREAM,
+    );
+    assert_eq!(ops(&stored).last().map(String::as_str), Some("commit"));
+    assert!(!daemon.stderr().contains("pa55word"));
+}
+
+#[test]
+fn tls_with_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server_params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let server = server_params.signed_by(&server_key, &ca, &ca_key).unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(path("server.pem"), server.pem()).unwrap();
+    std::fs::write(path("server.key"), server_key.serialize_pem()).unwrap();
+
+    let nats = TestNats::start_with(NatsOptions {
+        conf: vec![format!(
+            "tls {{ cert_file: {:?}, key_file: {:?} }}",
+            path("server.pem"),
+            path("server.key")
+        )],
+    });
+    let s = Setup::new("CREATE TABLE t (id int PRIMARY KEY)");
+    let ca_file = path("ca.pem");
+    let daemon = s.start(&nats, &["--nats-tls-ca", &ca_file]);
+    s.sql("INSERT INTO t VALUES (1)");
+    daemon.transaction();
+    let stored = nats.messages_with(
+        async_nats::ConnectOptions::new()
+            .add_root_certificates(ca_file.clone().into())
+            .require_tls(true),
+        STREAM,
+    );
+    assert_eq!(ops(&stored), ["begin", "relation", "insert", "commit"]);
+}

@@ -1,0 +1,218 @@
+//! Start-up checks: each misconfiguration ends with one line on stderr naming
+//! the fix, the documented exit code, no event on stdout, and nothing created.
+
+mod support;
+
+use support::daemon::{run_to_exit, Daemon};
+use support::postgres::{shared, PgOptions, TestPostgres};
+
+/// Run with the given flags; (exit code, stdout, stderr).
+fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    run_to_exit(args, &[])
+}
+
+fn assert_one_line(stderr: &str) {
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "expected one line, got:\n{stderr}"
+    );
+}
+
+fn slot_exists(pg: &TestPostgres, db: &str, slot: &str) -> bool {
+    pg.psql(
+        db,
+        &format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}'"),
+    ) == "1"
+}
+
+#[test]
+fn a_bad_connection_string_is_a_usage_error_without_the_password() {
+    let (code, stdout, stderr) = run(&[
+        "--connection",
+        "postgres://app:s3cret@127.0.0.1:notaport/shop",
+        "--slot",
+        "s",
+        "--publication",
+        "p",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty());
+    assert_one_line(&stderr);
+    assert!(stderr.contains("port"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "password leaked: {stderr}");
+
+    let (code, _, stderr) = run(&[
+        "--connection",
+        "host=localhost bogus_key=1",
+        "--slot",
+        "s",
+        "--publication",
+        "p",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("bogus_key"), "{stderr}");
+}
+
+#[test]
+fn a_missing_flag_is_a_usage_error() {
+    let (code, _, stderr) = run(&["--connection", "dbname=x", "--slot", "s"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--publication"), "{stderr}");
+}
+
+#[test]
+fn an_unreachable_server_is_a_runtime_error_naming_the_address() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let conn =
+        format!("host=127.0.0.1 port={port} user=postgres password=hunter2 connect_timeout=5");
+    let (code, stdout, stderr) = run(&["--connection", &conn, "--slot", "s", "--publication", "p"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stdout.is_empty());
+    assert_one_line(&stderr);
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{port}")) || stderr.contains(&port.to_string()),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "password leaked: {stderr}");
+}
+
+#[test]
+fn wal_level_replica_names_the_setting_to_change() {
+    let pg = TestPostgres::start_with(PgOptions {
+        conf: vec!["wal_level = replica".into()],
+        ..PgOptions::default()
+    });
+    let conn = pg.conninfo("postgres");
+    let (code, stdout, stderr) = run(&["-c", &conn, "-s", "s", "-p", "p", "--create-slot"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty());
+    assert_one_line(&stderr);
+    assert!(stderr.contains("wal_level = logical"), "{stderr}");
+}
+
+#[test]
+fn a_missing_publication_is_named_and_no_slot_is_created() {
+    let pg = shared();
+    let db = pg.create_database();
+    let conn = pg.conninfo(&db);
+    let (code, stdout, stderr) = run(&[
+        "-c",
+        &conn,
+        "-s",
+        "never_made",
+        "-p",
+        "nope",
+        "--create-slot",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty());
+    assert_one_line(&stderr);
+    assert!(stderr.contains("CREATE PUBLICATION \"nope\""), "{stderr}");
+    assert!(
+        !slot_exists(pg, &db, "never_made"),
+        "a slot was created although the run failed"
+    );
+}
+
+#[test]
+fn a_missing_slot_without_create_slot_suggests_the_flag_with_flags_from_the_environment() {
+    let pg = shared();
+    let db = pg.create_database();
+    pg.psql(&db, "CREATE PUBLICATION pub FOR ALL TABLES");
+    let conn = pg.conninfo(&db);
+    let (code, stdout, stderr) = run_to_exit(
+        &[],
+        &[
+            ("PGOUTPUT_STREAM_CONNECTION", conn.as_str()),
+            ("PGOUTPUT_STREAM_SLOT", "absent_slot"),
+            ("PGOUTPUT_STREAM_PUBLICATION", "pub"),
+        ],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty());
+    assert_one_line(&stderr);
+    assert!(stderr.contains("--create-slot"), "{stderr}");
+}
+
+#[test]
+fn a_slot_in_use_by_another_process_is_a_runtime_error() {
+    let pg = shared();
+    let db = pg.create_database();
+    pg.psql(&db, "CREATE PUBLICATION pub FOR ALL TABLES");
+    let conn = pg.conninfo(&db);
+    let slot = format!("busy_{}", std::process::id());
+    let _first = Daemon::start(&["-c", &conn, "-s", &slot, "-p", "pub", "--create-slot"]);
+    let (code, stdout, stderr) = run(&["-c", &conn, "-s", &slot, "-p", "pub"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stdout.is_empty());
+    assert_one_line(&stderr);
+    assert!(stderr.contains("in use"), "{stderr}");
+}
+
+#[test]
+fn a_role_without_replication_is_told_how_to_grant_it() {
+    let pg = shared();
+    let db = pg.create_database();
+    pg.psql(&db, "CREATE PUBLICATION pub FOR ALL TABLES");
+    let role = format!("plain_{}", std::process::id());
+    pg.psql(&db, &format!("CREATE ROLE {role} LOGIN"));
+    let conn = format!("{} user={role}", pg.conninfo(&db));
+    let (code, stdout, stderr) =
+        run(&["-c", &conn, "-s", "s_norole", "-p", "pub", "--create-slot"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty());
+    assert_one_line(&stderr);
+    assert!(stderr.contains("WITH REPLICATION"), "{stderr}");
+}
+
+#[test]
+fn scram_login_streams_and_never_logs_the_password() {
+    let pg = TestPostgres::start_with(PgOptions {
+        conf: vec!["password_encryption = 'scram-sha-256'".into()],
+        hba: vec![
+            "host all cdc 127.0.0.1/32 scram-sha-256".into(),
+            "host replication cdc 127.0.0.1/32 scram-sha-256".into(),
+        ],
+        ..PgOptions::default()
+    });
+    pg.psql(
+        "postgres",
+        "CREATE ROLE cdc LOGIN REPLICATION PASSWORD 'Sup3r-s3cret';
+         CREATE TABLE t (id int PRIMARY KEY); GRANT SELECT ON t TO cdc;
+         CREATE PUBLICATION pub FOR TABLE t;",
+    );
+    let conn = format!("host=127.0.0.1 port={} user=cdc dbname=postgres", pg.port());
+    let daemon = Daemon::spawn(
+        &[
+            "-c",
+            &conn,
+            "-s",
+            "scram_slot",
+            "-p",
+            "pub",
+            "--create-slot",
+            "--log-level",
+            "trace",
+        ],
+        &[("PGPASSWORD", "Sup3r-s3cret")],
+    );
+    daemon.wait_for_log("Streaming changes", std::time::Duration::from_secs(30));
+    pg.psql("postgres", "INSERT INTO t VALUES (42)");
+    let tx = daemon.transaction();
+    assert_eq!(tx[2]["new"]["id"], 42, "{tx:?}");
+    let (status, log) = daemon.interrupt();
+    assert_eq!(status.code(), Some(0));
+    assert!(!log.contains("Sup3r-s3cret"), "password in the log");
+
+    let (code, _, stderr) = run_to_exit(
+        &["-c", &conn, "-s", "scram_slot", "-p", "pub"],
+        &[("PGPASSWORD", "wrong-password")],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("password"), "{stderr}");
+    assert!(!stderr.contains("wrong-password"), "{stderr}");
+}
