@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
 # A demo of the main job on a fresh machine: start a throwaway PostgreSQL with
-# logical WAL, create a demo table, run pgoutput-stream, make some changes,
-# show the events it printed, and clean everything up.
+# logical WAL and a throwaway nats-server with JetStream, create demo tables,
+# run pgoutput-stream, make some changes, show the events it printed on stdout
+# and the ones it published to JetStream, and clean everything up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/common.sh
 
 ensure_postgres
+ensure_nats_server
 echo "== building pgoutput-stream" >&2
-cargo build --quiet --locked
+cargo build --quiet --locked --bin pgoutput-stream --example jetstream_tail
 bin=target/debug/pgoutput-stream
 
 work=$(mktemp -d /tmp/pgoutput-stream-demo.XXXXXX)
 port=$(free_port)
+nats_port=$(free_port)
 daemon=
+nats=
 cleanup() {
     [ -n "$daemon" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null
+    [ -n "$nats" ] && kill "$nats" 2>/dev/null && wait "$nats" 2>/dev/null
     stop_postgres "$work"
     rm -rf "$work"
 }
@@ -30,9 +35,18 @@ CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id bigint REFERENCES cus
 CREATE PUBLICATION demo_pub FOR TABLE customers, orders;
 SQL
 
-echo "== running: pgoutput-stream --connection 'host=127.0.0.1 port=$port user=postgres dbname=postgres' --slot demo_slot --publication demo_pub --create-slot" >&2
+echo "== starting a throwaway nats-server with JetStream on port $nats_port" >&2
+nats-server -a 127.0.0.1 -p "$nats_port" -js --store_dir "$work/nats" >"$work/nats.log" 2>&1 &
+nats=$!
+for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break
+    sleep 0.1
+done
+
+echo "== running: pgoutput-stream --connection 'host=127.0.0.1 port=$port user=postgres dbname=postgres' --slot demo_slot --publication demo_pub --create-slot --nats-server nats://127.0.0.1:$nats_port" >&2
 "$bin" --connection "host=127.0.0.1 port=$port user=postgres dbname=postgres" \
     --slot demo_slot --publication demo_pub --create-slot --status-interval 1s \
+    --nats-server "nats://127.0.0.1:$nats_port" \
     >"$work/events.jsonl" 2>"$work/daemon.log" &
 daemon=$!
 for _ in $(seq 1 100); do
@@ -64,5 +78,7 @@ kill -INT "$daemon"; wait "$daemon" || true; daemon=
 
 echo "== events printed by pgoutput-stream (stdout, one JSON object per line):" >&2
 if command -v jq >/dev/null 2>&1; then jq -c . "$work/events.jsonl"; else cat "$work/events.jsonl"; fi
+echo "== the same events in JetStream stream postgres_replication (subject, Nats-Msg-Id, payload):" >&2
+target/debug/examples/jetstream_tail "nats://127.0.0.1:$nats_port" postgres_replication | cut -c1-160
 echo "== its log (stderr):" >&2
 cat "$work/daemon.log" >&2

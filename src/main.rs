@@ -1,6 +1,7 @@
 //! The `pgoutput-stream` binary: parse flags, set up logging, run the pipeline,
 //! and turn its outcome into one line on stderr and the documented exit code.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -59,6 +60,7 @@ fn init_logging(level: Option<&str>) -> Result<(), String> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     Ok(())
 }

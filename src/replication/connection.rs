@@ -46,7 +46,7 @@ impl ReplicationConnection {
             })
         })
         .await?;
-        tracing::info!(
+        tracing::debug!(
             message = "Connected to PostgreSQL for replication.",
             target = %info.target(),
             user = %info.user,
@@ -114,7 +114,7 @@ impl ReplicationConnection {
             let frame = next(&mut self.wire).await?;
             match frame.tag {
                 b'W' if error.is_none() => {
-                    tracing::info!(message = "Streaming changes.", slot, from = %start);
+                    tracing::debug!(message = "Streaming changes.", slot, from = %start);
                     return Ok(ReplicationStream::new(self.wire));
                 }
                 b'E' => error = Some(backend::server_error(&frame.body)),

@@ -41,7 +41,7 @@ impl MessageIds {
     pub fn headers(&mut self, change: &Change) -> HeaderMap {
         let mut headers = HeaderMap::new();
         let id = self.next_id(change);
-        headers.insert("Nats-Msg-Id", id);
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, id);
         headers.insert("Pg-Op", change.op());
         if let Some(table) = change.table() {
             headers.insert("Pg-Schema", token(&table.schema));
