@@ -119,3 +119,76 @@ fn tx_of(change: &Change) -> Option<&TxInfo> {
         Change::Relation(_) => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::sample::{customers, row, tx};
+
+    fn id(ids: &mut MessageIds, change: &Change) -> String {
+        let headers = ids.headers(change);
+        let value = headers.get(async_nats::header::NATS_MESSAGE_ID);
+        value.map(|v| v.as_str().to_owned()).unwrap_or_default()
+    }
+
+    #[test]
+    fn ids_number_events_within_the_transaction_without_relation_events() {
+        let mut ids = MessageIds::new("shop");
+        let commit = Change::Commit {
+            tx: tx(),
+            end_lsn: Lsn(0x16B_3778),
+        };
+        let sequence = [
+            Change::Begin(tx()),
+            Change::Relation(customers()),
+            Change::Insert(row(None, None)),
+            Change::Relation(customers()),
+            Change::Delete(row(None, None)),
+            commit,
+        ];
+        let got: Vec<String> = sequence.iter().map(|c| id(&mut ids, c)).collect();
+        assert_eq!(
+            got,
+            [
+                "shop:0/16B3748:0",
+                "shop:0/16B3748:r16384.0",
+                "shop:0/16B3748:1",
+                "shop:0/16B3748:r16384.1",
+                "shop:0/16B3748:2",
+                "shop:0/16B3748:3",
+            ]
+        );
+        // The same transaction again (a replay) gets the same ids, even without its relation events.
+        let replay: Vec<String> = [&sequence[0], &sequence[2], &sequence[4], &sequence[5]]
+            .into_iter()
+            .map(|c| id(&mut ids, c))
+            .collect();
+        assert_eq!(
+            replay,
+            [
+                "shop:0/16B3748:0",
+                "shop:0/16B3748:1",
+                "shop:0/16B3748:2",
+                "shop:0/16B3748:3"
+            ]
+        );
+    }
+
+    #[test]
+    fn headers_describe_the_event() {
+        let mut ids = MessageIds::new("shop");
+        ids.headers(&Change::Begin(tx()));
+        let headers = ids.headers(&Change::Insert(row(None, None)));
+        let get = |name: &str| headers.get(name).map(|v| v.as_str().to_owned());
+        assert_eq!(get("Pg-Op").as_deref(), Some("insert"));
+        assert_eq!(get("Pg-Schema").as_deref(), Some("public"));
+        assert_eq!(get("Pg-Table").as_deref(), Some("customers"));
+        assert_eq!(get("Pg-Lsn").as_deref(), Some("0/16B3700"));
+        assert_eq!(get("Pg-Commit-Lsn").as_deref(), Some("0/16B3748"));
+        assert_eq!(get("Pg-Xid").as_deref(), Some("734"));
+        assert_eq!(
+            get("Pg-Commit-Ts").as_deref(),
+            Some("2024-02-29T13:14:15.123456Z")
+        );
+    }
+}

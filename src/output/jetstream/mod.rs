@@ -29,6 +29,8 @@ use publisher::{Item, Outgoing, Shared};
 use subject::{PrefixError, Subjects};
 
 const TARGET: &str = "jetstream";
+/// How long closing waits for outstanding acks.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the JetStream target could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +81,12 @@ impl JetStreamOutput {
     /// `slot` makes message ids unique per slot.
     pub async fn connect(args: &NatsArgs, slot: &str) -> Result<Self, JetStreamSetupError> {
         let subjects = Subjects::new(&args.subject_prefix)?;
-        let servers = args.servers.join(",");
+        let servers = args
+            .servers
+            .iter()
+            .map(|url| redact_url(url))
+            .collect::<Vec<_>>()
+            .join(",");
         let options = connect_options(args).await?;
         let client = options
             .connect(args.servers.as_slice())
@@ -162,15 +169,38 @@ impl OutputTarget for JetStreamOutput {
     async fn close(&mut self) -> Result<(), OutputError> {
         // Dropping the sender lets the task finish the window and end.
         self.items = None;
-        if let Some(task) = self.task.take() {
-            if let Err(err) = task.await {
-                warn!(message = "JetStream publishing task failed.", error = %err);
+        if let Some(mut task) = self.task.take() {
+            match tokio::time::timeout(CLOSE_TIMEOUT, &mut task).await {
+                Ok(Err(err)) => warn!(message = "JetStream publishing task failed.", error = %err),
+                Ok(Ok(())) => {}
+                Err(_) => {
+                    // Unacknowledged events are not confirmed; they are sent again on restart.
+                    warn!(
+                        message = "JetStream did not acknowledge every event before the stop; the rest is sent again on restart.",
+                        inflight = self.inflight(),
+                    );
+                    task.abort();
+                    return Ok(());
+                }
             }
         }
         if let Err(err) = self.client.drain().await {
             warn!(message = "Could not drain the NATS connection.", error = %err);
         }
         Ok(())
+    }
+}
+
+/// `url` without a user name or password it may hold (`nats://***@host:4222`).
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..scheme_end], &rest[at..]),
+        None => url.to_owned(),
     }
 }
 
@@ -234,4 +264,23 @@ fn reconnect_delay(attempts: usize) -> Duration {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     base + base.mul_f64(f64::from(nanos % 1000) / 4000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn urls_lose_their_credentials_in_logs() {
+        assert_eq!(
+            redact_url("nats://cdc:s3cret@nats:4222"),
+            "nats://***@nats:4222"
+        );
+        assert_eq!(
+            redact_url("tls://token@nats:4222/x@y"),
+            "tls://***@nats:4222/x@y"
+        );
+        assert_eq!(redact_url("nats://nats:4222"), "nats://nats:4222");
+        assert_eq!(redact_url("nats:4222"), "nats:4222");
+    }
 }

@@ -139,6 +139,53 @@ mod tests {
     }
 
     #[test]
+    fn every_event_kind_has_its_subject() {
+        use crate::change::sample::{customers, row, tx};
+        let subjects = Subjects::new("cdc").unwrap();
+        let subject = |change: Change| subjects.for_change(&change);
+        assert_eq!(subject(Change::Begin(tx())), "cdc.transactions.begin.event");
+        assert_eq!(
+            subject(Change::Commit {
+                tx: tx(),
+                end_lsn: crate::lsn::Lsn(9)
+            }),
+            "cdc.transactions.commit.event"
+        );
+        assert_eq!(
+            subject(Change::Relation(customers())),
+            "cdc.public.customers.relation"
+        );
+        assert_eq!(
+            subject(Change::Insert(row(None, None))),
+            "cdc.public.customers.insert"
+        );
+        assert_eq!(
+            subject(Change::Update(row(None, None))),
+            "cdc.public.customers.update"
+        );
+        assert_eq!(
+            subject(Change::Delete(row(None, None))),
+            "cdc.public.customers.delete"
+        );
+        let truncate = Change::Truncate {
+            table: customers(),
+            lsn: crate::lsn::Lsn(1),
+            tx: tx(),
+            cascade: false,
+            restart_identity: false,
+        };
+        assert_eq!(subject(truncate), "cdc.public.customers.truncate");
+        let message = Change::Message {
+            prefix: "app.audit log".into(),
+            content: bytes::Bytes::new(),
+            transactional: false,
+            lsn: crate::lsn::Lsn(1),
+            tx: None,
+        };
+        assert_eq!(subject(message), "cdc.messages.app%2Eaudit%20log");
+    }
+
+    #[test]
     fn prefixes_must_be_literal_subjects() {
         assert!(Subjects::new("postgres").is_ok());
         assert!(Subjects::new("cdc.shop").is_ok());
