@@ -92,6 +92,21 @@ pub struct Cli {
     #[arg(long, default_value = "10s", env = "PGOUTPUT_STREAM_STATUS_INTERVAL", value_parser = parse_duration)]
     pub status_interval: Duration,
 
+    /// When the slot is in use by another process, wait and take it over once it is
+    /// released, instead of failing: run two instances with this flag for availability.
+    #[arg(long, env = "PGOUTPUT_STREAM_STANDBY")]
+    pub standby: bool,
+
+    /// Longest wait between two attempts to reconnect to PostgreSQL after the
+    /// connection was lost (the wait doubles from 500ms up to this, with jitter).
+    #[arg(long, default_value = "30s", env = "PGOUTPUT_STREAM_RECONNECT_MAX_BACKOFF", value_parser = parse_duration)]
+    pub reconnect_max_backoff: Duration,
+
+    /// On SIGINT/SIGTERM, how long to wait for the outputs to take (and JetStream to
+    /// acknowledge) what was already read before confirming it and exiting.
+    #[arg(long, default_value = "30s", env = "PGOUTPUT_STREAM_SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
     #[command(flatten)]
     pub nats: NatsArgs,
 }

@@ -1,53 +1,148 @@
 //! The pipeline: checks the server, opens the replication stream and moves
 //! every change from the decoder to the outputs, confirming positions back to
-//! the server only once the outputs have durably taken them.
+//! the server only once the outputs have durably taken them. A lost
+//! replication connection is reopened (with backoff) from the last confirmed
+//! position; the outputs stay open across reconnects.
 
 mod error;
+mod reconnect;
 mod stream;
 
-use tracing::info;
+use std::time::Duration;
+
+use tracing::{info, warn};
 
 use crate::config::conninfo::{self, ConnInfo};
 use crate::config::Cli;
 use crate::lsn::Lsn;
-use crate::output::{CompositeOutput, JetStreamOutput, StdoutOutput};
-use crate::preflight;
-use crate::replication::ReplicationConnection;
+use crate::output::{CompositeOutput, JetStreamOutput, OutputTarget, StdoutOutput};
+use crate::preflight::{self, Preflight, PreflightError};
+use crate::replication::{ReplicationConnection, ReplicationStream};
 use crate::shutdown::Shutdown;
 
 pub use error::RunError;
+pub use reconnect::{is_retryable, Backoff};
 pub use stream::{Stop, Streamer};
 
-/// Run the daemon until a stop is requested, the outputs close, or a failure.
-pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Stop, RunError> {
+/// How often a standby looks at whether the slot was released.
+const STANDBY_POLL: Duration = Duration::from_secs(1);
+
+/// Run the daemon until a stop is requested, the outputs close, or a failure
+/// that reconnecting cannot fix.
+pub async fn run(cli: Cli, mut shutdown: Shutdown) -> Result<Stop, RunError> {
     let info = ConnInfo::parse(&cli.connection).map_err(RunError::ConnInfo)?;
     let mut output = build_outputs(&cli).await?;
+    let Some(checked) = check_server(&info, &cli, &mut shutdown).await? else {
+        return Ok(Stop::Requested);
+    };
+    let mut confirmed = cli
+        .start_lsn
+        .unwrap_or(Lsn::ZERO)
+        .max(checked.confirmed_flush);
+    let mut backoff = Backoff::new(cli.reconnect_max_backoff);
+    let mut first = true;
+    loop {
+        let result = match open_stream(&info, &cli, &checked, confirmed, first).await {
+            Ok(stream) => {
+                first = false;
+                backoff.reset();
+                let mut streamer =
+                    Streamer::new(stream, &mut output, confirmed, cli.status_interval);
+                let result = streamer.run(shutdown.clone(), cli.shutdown_timeout).await;
+                let retry = matches!(&result, Err(err) if is_retryable(err));
+                confirmed = streamer.finish(&result, !retry, cli.shutdown_timeout).await;
+                result
+            }
+            // The first connection must work: a failure there is reported, not retried.
+            Err(err) if first => return Err(err),
+            Err(err) => Err(err),
+        };
+        match result {
+            Err(err) if is_retryable(&err) => {
+                let delay = backoff.next_delay();
+                warn!(
+                    message = "Replication connection lost; reconnecting.",
+                    error = %err,
+                    retry_in_ms = delay.as_millis() as u64,
+                    resume_from = %confirmed,
+                );
+                if sleep_or_stop(delay, &mut shutdown).await {
+                    close_outputs(&mut output, cli.shutdown_timeout).await;
+                    info!(message = "Stopped.", confirmed_lsn = %confirmed);
+                    return Ok(Stop::Requested);
+                }
+            }
+            other => {
+                info!(message = "Stopped.", confirmed_lsn = %confirmed);
+                return other;
+            }
+        }
+    }
+}
 
-    let client = conninfo::connect_sql(&info)
+/// Pre-flight checks on an ordinary SQL connection. With `--standby`, a slot
+/// held by another process is waited for; `None` means a stop was requested
+/// while waiting.
+async fn check_server(
+    info: &ConnInfo,
+    cli: &Cli,
+    shutdown: &mut Shutdown,
+) -> Result<Option<Preflight>, RunError> {
+    let client = conninfo::connect_sql(info)
         .await
         .map_err(RunError::Connect)?;
-    let checked = preflight::run(&client, &cli.slot, &cli.publication, cli.create_slot)
-        .await
-        .map_err(RunError::Preflight)?;
-    drop(client);
+    let mut waiting = false;
+    loop {
+        match preflight::run(&client, &cli.slot, &cli.publication, cli.create_slot).await {
+            Err(PreflightError::SlotActive { slot, pid }) if cli.standby => {
+                if !waiting {
+                    info!(
+                        message = "Replication slot is in use by another process; standing by to take over.",
+                        slot = %slot,
+                        pid,
+                    );
+                    waiting = true;
+                }
+                if sleep_or_stop(STANDBY_POLL, shutdown).await {
+                    return Ok(None);
+                }
+            }
+            Err(err) => return Err(RunError::Preflight(err)),
+            Ok(checked) => {
+                if waiting {
+                    info!(message = "Replication slot released; taking over.", slot = %cli.slot);
+                }
+                return Ok(Some(checked));
+            }
+        }
+    }
+}
 
-    let mut connection = ReplicationConnection::connect(&info)
+/// Connect for replication and start streaming from `from`.
+async fn open_stream(
+    info: &ConnInfo,
+    cli: &Cli,
+    checked: &Preflight,
+    from: Lsn,
+    first: bool,
+) -> Result<ReplicationStream, RunError> {
+    let mut connection = ReplicationConnection::connect(info)
         .await
         .map_err(RunError::Replication)?;
     let system = connection
         .identify_system()
         .await
         .map_err(RunError::Replication)?;
-    info!(
-        message = "Connected to PostgreSQL.",
-        server = %info,
-        server_version = checked.server_version_num,
-        system_id = %system.systemid,
-        timeline = system.timeline,
-        wal_position = %system.xlogpos,
-    );
-
-    let start = cli.start_lsn.unwrap_or(Lsn::ZERO);
+    if first {
+        info!(
+            message = "Connected to PostgreSQL.",
+            server = %info,
+            server_version = checked.server_version_num,
+            system_id = %system.systemid,
+            timeline = system.timeline,
+            wal_position = %system.xlogpos,
+        );
+    }
     let publication_names = quote_identifier(&cli.publication);
     let mut options = vec![
         ("proto_version", "1"),
@@ -58,22 +153,33 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Stop, RunError> {
         options.push(("messages", "true"));
     }
     let stream = connection
-        .start_replication(&cli.slot, start, &options)
+        .start_replication(&cli.slot, from, &options)
         .await
         .map_err(RunError::Replication)?;
-    let from = start.max(checked.confirmed_flush);
     info!(
         message = "Streaming changes.",
         slot = %cli.slot,
         publication = %cli.publication,
         from_lsn = %from,
     );
+    Ok(stream)
+}
 
-    let mut streamer = Streamer::new(stream, &mut output, from, cli.status_interval);
-    let result = streamer.run(shutdown).await;
-    let confirmed = streamer.finish(&result).await;
-    info!(message = "Stopped.", confirmed_lsn = %confirmed);
-    result
+/// Sleep, unless a stop is requested first (then true).
+async fn sleep_or_stop(delay: Duration, shutdown: &mut Shutdown) -> bool {
+    tokio::select! {
+        _ = shutdown.wait() => true,
+        _ = tokio::time::sleep(delay) => false,
+    }
+}
+
+/// Let the outputs finish (bounded by `timeout`).
+async fn close_outputs(output: &mut CompositeOutput, timeout: Duration) {
+    match tokio::time::timeout(timeout, output.close()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => warn!(message = "Could not flush outputs while stopping.", error = %err),
+        Err(_) => warn!(message = "Outputs did not finish within the shutdown timeout."),
+    }
 }
 
 /// The configured targets. The JetStream one is set up (connection, stream)

@@ -27,8 +27,6 @@ use crate::shutdown::Shutdown;
 const TICK: Duration = Duration::from_millis(500);
 /// Payloads received and not yet decoded; bounds memory together with the outputs' windows.
 const QUEUE: usize = 1024;
-/// How long a stop request waits for the queued payloads to reach the outputs.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why streaming stopped without a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +41,8 @@ pub enum Stop {
 pub struct Streamer<'a, O: OutputTarget + ?Sized> {
     reader: Reader,
     applier: Applier<'a, O>,
+    /// When a stop was requested: draining and closing share one time budget.
+    stop_requested: Option<Instant>,
 }
 
 impl<'a, O: OutputTarget + ?Sized> Streamer<'a, O> {
@@ -69,11 +69,18 @@ impl<'a, O: OutputTarget + ?Sized> Streamer<'a, O> {
                 changes: Vec::new(),
                 json: Vec::with_capacity(4096),
             },
+            stop_requested: None,
         }
     }
 
     /// Stream until a stop is requested, an output closes, or something fails.
-    pub async fn run(&mut self, mut shutdown: Shutdown) -> Result<Stop, RunError> {
+    /// After a stop request the payloads already read are handed to the
+    /// outputs, for at most `drain_timeout`.
+    pub async fn run(
+        &mut self,
+        mut shutdown: Shutdown,
+        drain_timeout: Duration,
+    ) -> Result<Stop, RunError> {
         let (queue, payloads) = mpsc::channel(QUEUE);
         let reader = &mut self.reader;
         let apply = self.applier.run(payloads);
@@ -85,8 +92,9 @@ impl<'a, O: OutputTarget + ?Sized> Streamer<'a, O> {
             stop = &mut apply => output_stop(stop),
             read = &mut read => {
                 let stop = read?;
+                self.stop_requested = Some(Instant::now());
                 // The reader dropped the queue: let the applier take what was read, within bounds.
-                match tokio::time::timeout(DRAIN_TIMEOUT, &mut apply).await {
+                match tokio::time::timeout(drain_timeout, &mut apply).await {
                     Ok(result) => output_stop(result).map(|_| stop),
                     Err(_) => {
                         warn!(message = "Outputs did not take the queued events in time; they will be sent again on restart.");
@@ -97,19 +105,36 @@ impl<'a, O: OutputTarget + ?Sized> Streamer<'a, O> {
         }
     }
 
-    /// After streaming stopped: flush the outputs (unless they closed), confirm
-    /// what is durable, and end the replication connection. Returns the
-    /// position last confirmed.
-    pub async fn finish(self, result: &Result<Stop, RunError>) -> Lsn {
+    /// After streaming stopped: when `close_outputs`, let the outputs finish
+    /// (within `timeout`; not if they closed or failed), confirm what is
+    /// durable, and end the replication connection. Returns the position last
+    /// confirmed. Without `close_outputs` (a reconnect follows) the outputs
+    /// stay open.
+    pub async fn finish(
+        self,
+        result: &Result<Stop, RunError>,
+        close_outputs: bool,
+        timeout: Duration,
+    ) -> Lsn {
         let Streamer {
             mut reader,
             applier,
+            stop_requested,
         } = self;
+        let timeout = stop_requested.map_or(timeout, |at| timeout.saturating_sub(at.elapsed()));
         let outputs_usable = !matches!(result, Ok(Stop::OutputClosed) | Err(RunError::Output(_)));
-        if outputs_usable {
-            if let Err(err) = applier.output.close().await {
-                warn!(message = "Could not flush outputs while stopping.", error = %err);
+        if close_outputs && outputs_usable {
+            match tokio::time::timeout(timeout, applier.output.close()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    warn!(message = "Could not flush outputs while stopping.", error = %err)
+                }
+                Err(_) => warn!(
+                    message = "Outputs did not finish within the shutdown timeout; the rest is sent again on restart."
+                ),
             }
+        }
+        if outputs_usable {
             applier.refresh_durable();
         }
         let connection_usable = !matches!(
@@ -298,5 +323,92 @@ fn unit_end(change: &Change) -> Option<Lsn> {
             ..
         } => Some(Lsn(lsn.0 + 1)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Format;
+    use crate::output::StdoutOutput;
+    use crate::pgoutput::message::{Begin, Commit, LogicalMessage};
+    use crate::pgoutput::parse::encode::encode;
+
+    fn begin(final_lsn: u64, xid: u32) -> Bytes {
+        encode(&LogicalMessage::Begin(Begin {
+            final_lsn: Lsn(final_lsn),
+            commit_ts: 0,
+            xid,
+        }))
+        .into()
+    }
+
+    fn commit(commit_lsn: u64, end_lsn: u64) -> Bytes {
+        encode(&LogicalMessage::Commit(Commit {
+            flags: 0,
+            commit_lsn: Lsn(commit_lsn),
+            end_lsn: Lsn(end_lsn),
+            commit_ts: 0,
+        }))
+        .into()
+    }
+
+    /// Feed payloads to an applier writing JSON into memory; returns its result,
+    /// the flush position it would confirm, and what it wrote.
+    async fn apply(payloads: Vec<(u64, Bytes)>) -> (Result<(), RunError>, Lsn, String) {
+        let mut output = StdoutOutput::new(Vec::new(), Format::Json);
+        let checkpoint = Arc::new(Mutex::new(Checkpoint::new(Lsn(0x100))));
+        let (tx, rx) = mpsc::channel(16);
+        for (lsn, data) in payloads {
+            lock(&checkpoint).queued(Lsn(lsn));
+            tx.send((Lsn(lsn), data)).await.unwrap();
+        }
+        drop(tx);
+        let mut applier = Applier {
+            output: &mut output,
+            decoder: Decoder::default(),
+            checkpoint: checkpoint.clone(),
+            changes: Vec::new(),
+            json: Vec::new(),
+        };
+        let result = applier.run(rx).await;
+        applier.refresh_durable();
+        let flush = lock(&checkpoint).status().flush;
+        let written = String::from_utf8(output.get_ref().clone()).unwrap();
+        (result, flush, written)
+    }
+
+    #[tokio::test]
+    async fn an_unknown_message_stops_with_its_lsn_and_kind_and_confirms_only_complete_transactions(
+    ) {
+        let (result, flush, written) = apply(vec![
+            (0x200, begin(0x280, 7)),
+            (0x200, commit(0x280, 0x2A0)),
+            (0x300, begin(0x380, 8)),
+            (0x340, Bytes::from_static(b"Zjunk")),
+            (0x380, commit(0x380, 0x3A0)),
+        ])
+        .await;
+        let err = result.expect_err("an unknown message must stop the applier");
+        let text = err.to_string();
+        assert!(text.contains("0/340"), "names the LSN: {text}");
+        assert!(
+            text.contains("unknown message 'Z'"),
+            "names the kind: {text}"
+        );
+        assert_eq!(err.exit_code(), 1);
+        assert_eq!(flush, Lsn(0x2A0), "only the first transaction is confirmed");
+        // The second begin waits in the stdout buffer for its commit, which never comes.
+        assert_eq!(written.lines().count(), 2, "begin, commit: {written}");
+    }
+
+    #[tokio::test]
+    async fn a_truncated_message_is_an_error_not_a_panic() {
+        let mut cut = begin(0x280, 7).to_vec();
+        cut.truncate(9);
+        let (result, flush, _) = apply(vec![(0x200, cut.into())]).await;
+        let text = result.expect_err("truncated").to_string();
+        assert!(text.contains("Begin") && text.contains("0/200"), "{text}");
+        assert_eq!(flush, Lsn(0x100));
     }
 }

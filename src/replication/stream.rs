@@ -69,6 +69,12 @@ impl ReplicationStream {
             match frame.tag {
                 b'd' => return parse_copy_data(frame.body).map(Some),
                 b'c' => self.server_done = true,
+                // A walsender that shuts down (server stop) ends the stream with
+                // CommandComplete and no CopyDone.
+                b'C' => {
+                    self.server_done = true;
+                    return Ok(None);
+                }
                 b'E' => return Err(super::backend::server_error(&frame.body)),
                 b'N' => log_notice(&frame),
                 b'S' => {}

@@ -5,3 +5,4 @@
 pub mod daemon;
 pub mod nats;
 pub mod postgres;
+pub mod scenario;

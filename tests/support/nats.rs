@@ -193,6 +193,17 @@ impl TestNats {
         })
     }
 
+    /// How many messages `stream` holds (0 if it does not exist).
+    pub fn message_count(&self, stream: &str) -> u64 {
+        self.with_client(async_nats::ConnectOptions::new(), async move |js| match js
+            .get_stream(stream)
+            .await
+        {
+            Ok(mut stream) => stream.info().await.map_or(0, |i| i.state.messages),
+            Err(_) => 0,
+        })
+    }
+
     /// Wait until `stream` holds at least `count` messages; returns them all.
     pub fn wait_for_messages(&self, stream: &str, count: usize, timeout: Duration) -> Vec<Stored> {
         let deadline = Instant::now() + timeout;

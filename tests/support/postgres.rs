@@ -219,6 +219,26 @@ impl TestPostgres {
         }
     }
 
+    /// Stop the server (`pg_ctl stop -m <mode>`: smart, fast or immediate) and start it
+    /// again on the same port.
+    pub fn restart(&self, mode: &str) {
+        let status = pg_command(self.as_postgres, &self.bindir.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", mode, "-w", "stop"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run pg_ctl stop");
+        assert!(status.success(), "pg_ctl stop failed: {}", self.log_tail());
+        assert!(
+            self.pg_ctl_start(),
+            "postgres did not start again: {}",
+            self.log_tail()
+        );
+    }
+
     fn pg_ctl_start(&self) -> bool {
         let status = pg_command(self.as_postgres, &self.bindir.join("pg_ctl"))
             .arg("-D")

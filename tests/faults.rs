@@ -1,0 +1,299 @@
+//! The worst days: lost connections, server restarts, a standby taking over,
+//! kill -9 at random moments, idle connections, huge transactions, bad
+//! databases, and shutdown while NATS is down. Real PostgreSQL and nats-server.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use support::daemon::{run_to_exit, signal};
+use support::nats::{Stored, TestNats};
+use support::postgres::{shared, PgOptions, TestPostgres};
+use support::scenario::Scenario;
+
+const STREAM: &str = "postgres_replication";
+
+/// The `id`s of the insert events stored in the stream, in stream order.
+fn inserted_ids(messages: &[Stored]) -> Vec<i64> {
+    messages
+        .iter()
+        .filter(|m| m.header("Pg-Op") == "insert")
+        .map(|m| m.json()["new"]["id"].as_i64().expect("id"))
+        .collect()
+}
+
+/// Wait until the stream holds `expected` distinct inserted ids 1..=expected, then
+/// assert that each is there exactly once.
+fn assert_every_row_once(nats: &TestNats, expected: i64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let ids = inserted_ids(&nats.messages(STREAM));
+        let distinct: BTreeSet<i64> = ids.iter().copied().collect();
+        if distinct.len() as i64 >= expected {
+            assert_eq!(ids.len(), distinct.len(), "duplicates in the stream");
+            assert_eq!(distinct, (1..=expected).collect(), "unexpected ids");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {expected} rows arrived",
+            distinct.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_terminated_backend_and_a_server_restart_are_survived_without_loss() {
+    let pg = TestPostgres::start();
+    let nats = TestNats::start();
+    let s = Scenario::on(&pg, "CREATE TABLE t (id int PRIMARY KEY)");
+    let daemon = s.start(
+        Some(&nats),
+        &["--no-stdout", "--reconnect-max-backoff", "1s"],
+    );
+    s.sql("INSERT INTO t SELECT generate_series(1, 100)");
+
+    let pid = s.active_pid().expect("the daemon streams");
+    s.sql(&format!("SELECT pg_terminate_backend({pid})"));
+    daemon.wait_for_log(
+        "Replication connection lost; reconnecting",
+        Duration::from_secs(10),
+    );
+    s.sql("INSERT INTO t SELECT generate_series(101, 200)");
+    assert_every_row_once(&nats, 200, Duration::from_secs(30));
+
+    // The server goes away under a live connection.
+    assert!(
+        s.active_pid().is_some(),
+        "streaming again before the restart"
+    );
+    pg.restart("fast");
+    s.sql("INSERT INTO t SELECT generate_series(201, 300)");
+    assert_every_row_once(&nats, 300, Duration::from_secs(60));
+    s.wait_confirmed_caught_up(Duration::from_secs(30));
+    assert!(
+        daemon.stderr().matches("Streaming changes").count() >= 3,
+        "{}",
+        daemon.stderr()
+    );
+}
+
+#[test]
+fn a_standby_instance_takes_over_within_seconds_when_the_first_dies() {
+    let nats = TestNats::start();
+    let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY)");
+    let first = s.start(Some(&nats), &["--standby", "--no-stdout"]);
+    let second = s.spawn(Some(&nats), &["--standby", "--no-stdout"]);
+    second.wait_for_log("standing by to take over", Duration::from_secs(30));
+    s.sql("INSERT INTO t VALUES (1)");
+    nats.wait_for_messages(STREAM, 4, Duration::from_secs(20));
+
+    let killed = Instant::now();
+    signal(first.pid(), "KILL");
+    second.wait_for_log("Streaming changes", Duration::from_secs(15));
+    assert!(
+        killed.elapsed() < Duration::from_secs(10),
+        "took over after {:?}",
+        killed.elapsed()
+    );
+    s.sql("INSERT INTO t VALUES (2)");
+    assert_every_row_once(&nats, 2, Duration::from_secs(20));
+    drop(first);
+}
+
+/// A small deterministic generator, so a failing run can be repeated.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next_in(&mut self, low: u64, high: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        low + (self.0 >> 33) % (high - low)
+    }
+}
+
+#[test]
+fn kill_9_at_random_moments_neither_loses_nor_duplicates_a_row() {
+    let nats = TestNats::start();
+    let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY, note text)");
+    let seed = std::env::var("FAULTS_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20261123);
+    let mut random = Lcg(seed);
+    let args = ["--standby", "--no-stdout", "--reconnect-max-backoff", "1s"];
+    let mut daemon = s.start(Some(&nats), &args);
+
+    // 50,000 rows in 250 transactions, written while the daemon is killed and restarted.
+    let conn = s.conninfo();
+    let load = std::thread::spawn(move || {
+        let pg = shared();
+        let db = conn.rsplit("dbname=").next().unwrap_or_default().to_owned();
+        for tx in 0..250 {
+            let from = tx * 200 + 1;
+            pg.psql(
+                &db,
+                &format!(
+                    "INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series({from}, {}) g",
+                    from + 199
+                ),
+            );
+        }
+    });
+    for kill in 0..6 {
+        std::thread::sleep(Duration::from_millis(random.next_in(200, 1500)));
+        eprintln!("kill -9 number {kill} (seed {seed})");
+        signal(daemon.pid(), "KILL");
+        drop(daemon);
+        daemon = s.spawn(Some(&nats), &args);
+    }
+    load.join().expect("load finished");
+    assert_every_row_once(&nats, 50_000, Duration::from_secs(120));
+    drop(daemon);
+}
+
+#[test]
+fn an_idle_connection_outlives_wal_sender_timeout() {
+    let pg = TestPostgres::start_with(PgOptions {
+        conf: vec!["wal_sender_timeout = '2s'".into()],
+        ..PgOptions::default()
+    });
+    let s = Scenario::on(&pg, "CREATE TABLE t (id int PRIMARY KEY)");
+    // Status updates only every 30 s: staying connected relies on answering keepalives.
+    let daemon = s.start(None, &["--status-interval", "30s"]);
+    std::thread::sleep(Duration::from_secs(7));
+    s.sql("INSERT INTO t VALUES (1)");
+    let tx = daemon.transaction();
+    assert_eq!(tx.iter().filter(|e| e["op"] == "insert").count(), 1);
+    assert!(
+        !daemon.stderr().contains("reconnecting"),
+        "{}",
+        daemon.stderr()
+    );
+    assert!(!pg
+        .log_tail()
+        .contains("terminating walsender process due to replication timeout"));
+}
+
+/// Peak resident memory of a process (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("kB");
+    kib * 1024
+}
+
+#[test]
+fn a_million_row_transaction_streams_through_in_bounded_memory() {
+    let nats = TestNats::start();
+    let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY, note text)");
+    let daemon = s.start(
+        Some(&nats),
+        &[
+            "--no-stdout",
+            "--nats-max-msgs",
+            "2000000",
+            "--nats-max-bytes=-1",
+        ],
+    );
+    s.sql("INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 1000000) g");
+    s.wait_confirmed_caught_up(Duration::from_secs(600));
+    let peak = peak_rss(daemon.pid());
+    eprintln!("peak RSS of the daemon: {:.1} MB", peak as f64 / 1e6);
+    assert!(peak < 150_000_000, "peak RSS {peak} bytes");
+    // begin + relation + 1,000,000 inserts + commit
+    assert_eq!(nats.message_count(STREAM), 1_000_003);
+}
+
+#[test]
+fn a_database_that_is_not_utf8_is_refused_at_start_up() {
+    let pg = shared();
+    let db = format!("latin_{}", std::process::id());
+    pg.psql(
+        "postgres",
+        &format!(
+            "CREATE DATABASE {db} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        ),
+    );
+    pg.psql(
+        &db,
+        "CREATE TABLE t (id int); CREATE PUBLICATION pub FOR ALL TABLES",
+    );
+    let conn = pg.conninfo(&db);
+    let (code, stdout, stderr) = run_to_exit(
+        &[
+            "--connection",
+            &conn,
+            "--slot",
+            "latin",
+            "--publication",
+            "pub",
+            "--create-slot",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.contains("LATIN1") && stderr.contains("UTF8"),
+        "{stderr}"
+    );
+    assert_eq!(
+        pg.psql(
+            &db,
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'latin'"
+        ),
+        "0"
+    );
+}
+
+#[test]
+fn sigterm_waits_for_acks_within_the_timeout_confirms_only_what_was_acked_and_a_restart_resumes() {
+    let mut nats = TestNats::start();
+    let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY)");
+    let args = ["--no-stdout", "--shutdown-timeout", "3s"];
+    let daemon = s.start(Some(&nats), &args);
+    s.sql("INSERT INTO t SELECT generate_series(1, 100)");
+    nats.wait_for_messages(STREAM, 103, Duration::from_secs(20));
+    s.wait_confirmed_caught_up(Duration::from_secs(20));
+
+    nats.pause();
+    s.sql("INSERT INTO t SELECT generate_series(101, 200)");
+    std::thread::sleep(Duration::from_secs(1));
+    let held = s.confirmed_flush();
+    let asked = Instant::now();
+    signal(daemon.pid(), "TERM");
+    let (status, stderr) = daemon.wait(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(15),
+        "stopping took {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(
+        s.confirmed_flush(),
+        held,
+        "unacknowledged events were confirmed"
+    );
+
+    nats.resume();
+    let daemon = s.start(Some(&nats), &args);
+    assert_every_row_once(&nats, 200, Duration::from_secs(60));
+    s.wait_confirmed_caught_up(Duration::from_secs(20));
+    let asked = Instant::now();
+    signal(daemon.pid(), "TERM");
+    let (status, stderr) = daemon.wait(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(asked.elapsed() < Duration::from_secs(5));
+}

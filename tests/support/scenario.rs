@@ -1,0 +1,130 @@
+//! A database of its own with a publication for all tables, a slot name, and
+//! the daemon's command line for them: the common set-up of end-to-end tests.
+
+use std::time::{Duration, Instant};
+
+use super::daemon::Daemon;
+use super::nats::TestNats;
+use super::postgres::{shared, TestPostgres};
+
+pub struct Scenario<'pg> {
+    pub pg: &'pg TestPostgres,
+    pub db: String,
+    pub slot: String,
+}
+
+impl Scenario<'static> {
+    /// On the shared server: run `sql`, then `CREATE PUBLICATION pub FOR ALL TABLES`.
+    pub fn new(sql: &str) -> Scenario<'static> {
+        Scenario::on(shared(), sql)
+    }
+}
+
+impl<'pg> Scenario<'pg> {
+    pub fn on(pg: &'pg TestPostgres, sql: &str) -> Scenario<'pg> {
+        let db = pg.create_database();
+        pg.psql(&db, sql);
+        pg.psql(&db, "CREATE PUBLICATION pub FOR ALL TABLES");
+        let slot = format!(
+            "s_{}",
+            db.to_lowercase()
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        );
+        Scenario { pg, db, slot }
+    }
+
+    pub fn sql(&self, sql: &str) -> String {
+        self.pg.psql(&self.db, sql)
+    }
+
+    pub fn conninfo(&self) -> String {
+        self.pg.conninfo(&self.db)
+    }
+
+    /// The daemon's arguments: this database, slot and publication, `--create-slot`,
+    /// 1 s status updates (unless `extra` sets them), JetStream when `nats` is given, then `extra`.
+    pub fn args(&self, nats: Option<&TestNats>, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--connection",
+            &self.conninfo(),
+            "--slot",
+            &self.slot,
+            "--publication",
+            "pub",
+            "--create-slot",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if !extra.contains(&"--status-interval") {
+            args.extend(["--status-interval".to_string(), "1s".to_string()]);
+        }
+        if let Some(nats) = nats {
+            args.push("--nats-server".into());
+            args.push(nats.url());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    /// Start the daemon and wait until it streams.
+    pub fn start(&self, nats: Option<&TestNats>, extra: &[&str]) -> Daemon {
+        let args = self.args(nats, extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Daemon::start(&args)
+    }
+
+    /// Start the daemon without waiting for it to stream.
+    pub fn spawn(&self, nats: Option<&TestNats>, extra: &[&str]) -> Daemon {
+        let args = self.args(nats, extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Daemon::spawn(&args, &[])
+    }
+
+    pub fn confirmed_flush(&self) -> String {
+        self.sql(&format!(
+            "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{}'",
+            self.slot
+        ))
+    }
+
+    /// The PID of the backend streaming the slot, if it is active.
+    pub fn active_pid(&self) -> Option<String> {
+        let pid = self.sql(&format!(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '{}' AND active",
+            self.slot
+        ));
+        (!pid.is_empty()).then_some(pid)
+    }
+
+    /// Wait until the server has released the slot.
+    pub fn wait_slot_inactive(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.active_pid().is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "slot {} stayed active",
+                self.slot
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Wait until the slot's confirmed position has reached the current WAL end.
+    pub fn wait_confirmed_caught_up(&self, timeout: Duration) {
+        let target = self.sql("SELECT pg_current_wal_lsn()");
+        let query = format!(
+            "SELECT confirmed_flush_lsn >= '{target}' FROM pg_replication_slots WHERE slot_name = '{}'",
+            self.slot
+        );
+        let deadline = Instant::now() + timeout;
+        while self.sql(&query) != "t" {
+            assert!(
+                Instant::now() < deadline,
+                "slot {} did not confirm {target}",
+                self.slot
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
