@@ -7,14 +7,14 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use pgoutput_stream::config::Cli;
+use pgoutput_stream::config::{Cli, LogFormat};
 use pgoutput_stream::pipeline;
 use pgoutput_stream::shutdown::Shutdown;
 
 fn main() -> ExitCode {
     // clap exits with code 2 on usage errors.
     let cli = Cli::parse();
-    if let Err(err) = init_logging(cli.log_level.as_deref()) {
+    if let Err(err) = init_logging(cli.log_level.as_deref(), cli.log_format) {
         eprintln!("pgoutput-stream: invalid --log-level: {err}");
         return ExitCode::from(2);
     }
@@ -50,17 +50,19 @@ const DEFAULT_LOG_FILTER: &str = "info,async_nats=warn";
 
 /// Logs go to stderr so that stdout carries only events. `--log-level`
 /// wins over `RUST_LOG`; the default is `info`.
-fn init_logging(level: Option<&str>) -> Result<(), String> {
+fn init_logging(level: Option<&str>, format: LogFormat) -> Result<(), String> {
     let filter = match level {
         Some(level) => EnvFilter::try_new(level).map_err(|err| err.to_string())?,
         None => {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))
         }
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
     Ok(())
 }

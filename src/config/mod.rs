@@ -40,6 +40,15 @@ pub enum Format {
     Text,
 }
 
+/// Format of the log lines on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// `2026-11-23T09:41:00Z  INFO target: Message. key=value ...`
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields`, `target`).
+    Json,
+}
+
 /// The command line.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -87,6 +96,10 @@ pub struct Cli {
     /// `pgoutput_stream=debug`); RUST_LOG is used when this is not given.
     #[arg(long, env = "PGOUTPUT_STREAM_LOG_LEVEL")]
     pub log_level: Option<String>,
+
+    /// Format of the log lines on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "PGOUTPUT_STREAM_LOG_FORMAT")]
+    pub log_format: LogFormat,
 
     /// Longest time between two standby status updates sent to the server.
     #[arg(long, default_value = "10s", env = "PGOUTPUT_STREAM_STATUS_INTERVAL", value_parser = parse_duration)]

@@ -106,6 +106,10 @@ pub trait Environment {
     fn var(&self, name: &str) -> Option<String>;
     /// Whether `path` is an existing directory (for the default Unix socket directory).
     fn is_dir(&self, path: &Path) -> bool;
+    /// The operating system user's name, libpq's default role (`$USER` by default).
+    fn os_user(&self) -> Option<String> {
+        self.var("USER").filter(|v| !v.is_empty())
+    }
 }
 
 /// The real process environment and file system.
@@ -119,6 +123,27 @@ impl Environment for SystemEnvironment {
 
     fn is_dir(&self, path: &Path) -> bool {
         path.is_dir()
+    }
+
+    /// `$USER`, else the name of the process's user in /etc/passwd (containers
+    /// often run without `$USER`).
+    fn os_user(&self) -> Option<String> {
+        if let Some(user) = self.var("USER").filter(|v| !v.is_empty()) {
+            return Some(user);
+        }
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))?
+            .split_whitespace()
+            .nth(1)?
+            .to_owned();
+        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+        passwd.lines().find_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            (fields.nth(1)? == uid).then(|| name.to_owned())
+        })
     }
 }
 
@@ -250,7 +275,7 @@ impl Raw {
             },
         };
         let user = pick(self.user, "PGUSER")
-            .or_else(|| env.var("USER").filter(|v| !v.is_empty()))
+            .or_else(|| env.os_user())
             .ok_or(ConnInfoError::NoUser)?;
         let dbname = pick(self.dbname, "PGDATABASE").unwrap_or_else(|| user.clone());
         let sslmode = match pick(self.sslmode, "PGSSLMODE") {
