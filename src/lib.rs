@@ -10,6 +10,7 @@ pub mod change;
 pub mod checkpoint;
 pub mod config;
 pub mod lsn;
+pub mod metrics;
 pub mod output;
 pub mod pgoutput;
 pub mod pipeline;

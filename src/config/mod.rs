@@ -120,6 +120,17 @@ pub struct Cli {
     #[arg(long, default_value = "30s", env = "PGOUTPUT_STREAM_SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// Serve Prometheus metrics (/metrics) and health checks (/healthz, /readyz) on this
+    /// address, e.g. 127.0.0.1:9187. Off by default.
+    #[arg(long, env = "PGOUTPUT_STREAM_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+
+    /// Write a tiny non-transactional logical message (prefix `pgoutput-stream.heartbeat`,
+    /// not forwarded) this often, so the slot's position moves even when the published
+    /// tables are idle. Off by default.
+    #[arg(long, env = "PGOUTPUT_STREAM_HEARTBEAT_INTERVAL", value_parser = parse_duration)]
+    pub heartbeat_interval: Option<Duration>,
+
     #[command(flatten)]
     pub nats: NatsArgs,
 }

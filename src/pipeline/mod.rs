@@ -5,22 +5,27 @@
 //! position; the outputs stay open across reconnects.
 
 mod error;
+mod housekeeping;
 mod reconnect;
 mod stream;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use crate::config::conninfo::{self, ConnInfo};
 use crate::config::Cli;
 use crate::lsn::Lsn;
+use crate::metrics::{self, Metrics};
 use crate::output::{CompositeOutput, JetStreamOutput, OutputTarget, StdoutOutput};
 use crate::preflight::{self, Preflight, PreflightError};
 use crate::replication::{ReplicationConnection, ReplicationStream};
 use crate::shutdown::Shutdown;
 
 pub use error::RunError;
+pub use housekeeping::HEARTBEAT_PREFIX;
 pub use reconnect::{is_retryable, Backoff};
 pub use stream::{Stop, Streamer};
 
@@ -31,10 +36,37 @@ const STANDBY_POLL: Duration = Duration::from_secs(1);
 /// that reconnecting cannot fix.
 pub async fn run(cli: Cli, mut shutdown: Shutdown) -> Result<Stop, RunError> {
     let info = ConnInfo::parse(&cli.connection).map_err(RunError::ConnInfo)?;
-    let mut output = build_outputs(&cli).await?;
-    let Some(checked) = check_server(&info, &cli, &mut shutdown).await? else {
+    let metrics = Metrics::new(cli.nats.enabled());
+    if let Some(addr) = cli.metrics_addr {
+        metrics::serve(addr, metrics.clone())
+            .await
+            .map_err(|err| RunError::Usage(format!("cannot serve metrics on {addr}: {err}")))?;
+    }
+    let mut output = build_outputs(&cli, &metrics).await?;
+    let Some((checked, client)) = check_server(&info, &cli, &mut shutdown).await? else {
         return Ok(Stop::Requested);
     };
+    let housekeeping = tokio::spawn(housekeeping::run(
+        info.clone(),
+        Some(client),
+        cli.slot.clone(),
+        cli.heartbeat_interval,
+        metrics.clone(),
+    ));
+    let result = stream(&info, &cli, &checked, &mut output, &metrics, &mut shutdown).await;
+    housekeeping.abort();
+    result
+}
+
+/// Stream, reconnecting after lost connections, until a stop or a failure.
+async fn stream(
+    info: &ConnInfo,
+    cli: &Cli,
+    checked: &Preflight,
+    output: &mut CompositeOutput,
+    metrics: &Arc<Metrics>,
+    shutdown: &mut Shutdown,
+) -> Result<Stop, RunError> {
     let mut confirmed = cli
         .start_lsn
         .unwrap_or(Lsn::ZERO)
@@ -42,15 +74,22 @@ pub async fn run(cli: Cli, mut shutdown: Shutdown) -> Result<Stop, RunError> {
     let mut backoff = Backoff::new(cli.reconnect_max_backoff);
     let mut first = true;
     loop {
-        let result = match open_stream(&info, &cli, &checked, confirmed, first).await {
+        let result = match open_stream(info, cli, checked, confirmed, first).await {
             Ok(stream) => {
                 first = false;
                 backoff.reset();
-                let mut streamer =
-                    Streamer::new(stream, &mut output, confirmed, cli.status_interval);
+                metrics.set_postgres_streaming(true);
+                let mut streamer = Streamer::new(
+                    stream,
+                    &mut *output,
+                    confirmed,
+                    cli.status_interval,
+                    metrics.clone(),
+                );
                 let result = streamer.run(shutdown.clone(), cli.shutdown_timeout).await;
                 let retry = matches!(&result, Err(err) if is_retryable(err));
                 confirmed = streamer.finish(&result, !retry, cli.shutdown_timeout).await;
+                metrics.set_postgres_streaming(false);
                 result
             }
             // The first connection must work: a failure there is reported, not retried.
@@ -59,6 +98,7 @@ pub async fn run(cli: Cli, mut shutdown: Shutdown) -> Result<Stop, RunError> {
         };
         match result {
             Err(err) if is_retryable(&err) => {
+                metrics.reconnects.inc();
                 let delay = backoff.next_delay();
                 warn!(
                     message = "Replication connection lost; reconnecting.",
@@ -66,8 +106,8 @@ pub async fn run(cli: Cli, mut shutdown: Shutdown) -> Result<Stop, RunError> {
                     retry_in_ms = delay.as_millis() as u64,
                     resume_from = %confirmed,
                 );
-                if sleep_or_stop(delay, &mut shutdown).await {
-                    close_outputs(&mut output, cli.shutdown_timeout).await;
+                if sleep_or_stop(delay, shutdown).await {
+                    close_outputs(output, cli.shutdown_timeout).await;
                     info!(message = "Stopped.", confirmed_lsn = %confirmed);
                     return Ok(Stop::Requested);
                 }
@@ -87,7 +127,7 @@ async fn check_server(
     info: &ConnInfo,
     cli: &Cli,
     shutdown: &mut Shutdown,
-) -> Result<Option<Preflight>, RunError> {
+) -> Result<Option<(Preflight, Client)>, RunError> {
     let client = conninfo::connect_sql(info)
         .await
         .map_err(RunError::Connect)?;
@@ -112,7 +152,7 @@ async fn check_server(
                 if waiting {
                     info!(message = "Replication slot released; taking over.", slot = %cli.slot);
                 }
-                return Ok(Some(checked));
+                return Ok(Some((checked, client)));
             }
         }
     }
@@ -184,7 +224,7 @@ async fn close_outputs(output: &mut CompositeOutput, timeout: Duration) {
 
 /// The configured targets. The JetStream one is set up (connection, stream)
 /// before anything is created on the PostgreSQL side.
-async fn build_outputs(cli: &Cli) -> Result<CompositeOutput, RunError> {
+async fn build_outputs(cli: &Cli, metrics: &Arc<Metrics>) -> Result<CompositeOutput, RunError> {
     if cli.no_stdout && !cli.nats.enabled() {
         return Err(RunError::Usage(
             "--no-stdout leaves no output target: add --nats-server or drop --no-stdout".into(),
@@ -192,7 +232,7 @@ async fn build_outputs(cli: &Cli) -> Result<CompositeOutput, RunError> {
     }
     let mut output = CompositeOutput::new();
     if cli.nats.enabled() {
-        let jetstream = JetStreamOutput::connect(&cli.nats, &cli.slot)
+        let jetstream = JetStreamOutput::connect(&cli.nats, &cli.slot, metrics.clone())
             .await
             .map_err(RunError::JetStream)?;
         output.push(Box::new(jetstream));

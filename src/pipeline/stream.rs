@@ -7,6 +7,7 @@
 //! - the applier decodes payloads, hands events to the outputs and records in
 //!   the shared [`Checkpoint`] what they have durably taken.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -14,10 +15,13 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::RunError;
+use prometheus_client::metrics::counter::Counter;
+
+use super::{RunError, HEARTBEAT_PREFIX};
 use crate::change::{json, Change};
 use crate::checkpoint::Checkpoint;
 use crate::lsn::Lsn;
+use crate::metrics::{EventLabels, Metrics};
 use crate::output::{Event, OutputError, OutputTarget};
 use crate::pgoutput::decoder::Decoder;
 use crate::replication::{ReplicationMessage, ReplicationStream};
@@ -52,6 +56,7 @@ impl<'a, O: OutputTarget + ?Sized> Streamer<'a, O> {
         output: &'a mut O,
         start: Lsn,
         status_interval: Duration,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let checkpoint = Arc::new(Mutex::new(Checkpoint::new(start)));
         Streamer {
@@ -61,6 +66,7 @@ impl<'a, O: OutputTarget + ?Sized> Streamer<'a, O> {
                 status_interval,
                 last_status: Instant::now(),
                 last_flush_sent: start,
+                metrics: metrics.clone(),
             },
             applier: Applier {
                 output,
@@ -68,6 +74,7 @@ impl<'a, O: OutputTarget + ?Sized> Streamer<'a, O> {
                 checkpoint,
                 changes: Vec::new(),
                 json: Vec::with_capacity(4096),
+                counters: EventCounters::new(metrics),
             },
             stop_requested: None,
         }
@@ -178,6 +185,7 @@ struct Reader {
     status_interval: Duration,
     last_status: Instant,
     last_flush_sent: Lsn,
+    metrics: Arc<Metrics>,
 }
 
 impl Reader {
@@ -207,12 +215,14 @@ impl Reader {
                     match message.map_err(RunError::Replication)? {
                         Some(ReplicationMessage::XLogData { wal_start, data, .. }) => {
                             lock(&self.checkpoint).queued(wal_start);
+                            Metrics::set_lsn(&self.metrics.received_lsn, wal_start);
                             if let Some(permit) = permit.take() {
                                 permit.send((wal_start, data));
                             }
                         }
                         Some(ReplicationMessage::Keepalive { wal_end, reply_requested, .. }) => {
                             lock(&self.checkpoint).keepalive(wal_end);
+                            Metrics::set_lsn(&self.metrics.received_lsn, wal_end);
                             if reply_requested {
                                 self.send_status(false).await?;
                             }
@@ -244,6 +254,7 @@ impl Reader {
         }
         self.last_flush_sent = status.flush;
         self.last_status = Instant::now();
+        Metrics::set_lsn(&self.metrics.confirmed_lsn, status.flush);
         Ok(())
     }
 }
@@ -254,6 +265,7 @@ struct Applier<'a, O: OutputTarget + ?Sized> {
     checkpoint: Arc<Mutex<Checkpoint>>,
     changes: Vec<Change>,
     json: Vec<u8>,
+    counters: EventCounters,
 }
 
 impl<O: OutputTarget + ?Sized> Applier<'_, O> {
@@ -292,15 +304,18 @@ impl<O: OutputTarget + ?Sized> Applier<'_, O> {
             if let Change::Begin(_) = change {
                 lock(&self.checkpoint).begin();
             }
-            self.json.clear();
-            json::write_json(&change, &mut self.json);
-            self.output
-                .write(Event {
-                    change: &change,
-                    json: &self.json,
-                })
-                .await
-                .map_err(RunError::Output)?;
+            if !is_heartbeat(&change) {
+                self.counters.count(&change);
+                self.json.clear();
+                json::write_json(&change, &mut self.json);
+                self.output
+                    .write(Event {
+                        change: &change,
+                        json: &self.json,
+                    })
+                    .await
+                    .map_err(RunError::Output)?;
+            }
             if let Some(end) = unit_end(&change) {
                 self.output.commit(end).await.map_err(RunError::Output)?;
                 lock(&self.checkpoint).handed(end);
@@ -308,6 +323,41 @@ impl<O: OutputTarget + ?Sized> Applier<'_, O> {
         }
         self.changes = changes;
         Ok(())
+    }
+}
+
+/// Our own heartbeat messages move the slot but are not forwarded.
+fn is_heartbeat(change: &Change) -> bool {
+    matches!(change, Change::Message { transactional: false, prefix, .. } if prefix == HEARTBEAT_PREFIX)
+}
+
+/// The event counter of each (op, table), looked up once per table and op.
+struct EventCounters {
+    metrics: Arc<Metrics>,
+    by_table: HashMap<(&'static str, u32), Counter>,
+}
+
+impl EventCounters {
+    fn new(metrics: Arc<Metrics>) -> Self {
+        EventCounters {
+            metrics,
+            by_table: HashMap::new(),
+        }
+    }
+
+    fn count(&mut self, change: &Change) {
+        let op = change.op();
+        let table = change.table();
+        let key = (op, table.map_or(0, |t| t.relation_id));
+        let metrics = &self.metrics;
+        let counter = self.by_table.entry(key).or_insert_with(|| {
+            let labels = EventLabels {
+                op,
+                table: table.map_or_else(String::new, |t| format!("{}.{}", t.schema, t.name)),
+            };
+            metrics.events.get_or_create(&labels).clone()
+        });
+        metrics.event(counter);
     }
 }
 
@@ -370,6 +420,7 @@ mod tests {
             checkpoint: checkpoint.clone(),
             changes: Vec::new(),
             json: Vec::new(),
+            counters: EventCounters::new(Metrics::new(false)),
         };
         let result = applier.run(rx).await;
         applier.refresh_durable();

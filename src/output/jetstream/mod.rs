@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 use super::{Event, OutputError, OutputTarget};
 use crate::config::NatsArgs;
 use crate::lsn::Lsn;
+use crate::metrics::Metrics;
 use headers::MessageIds;
 use publisher::{Item, Outgoing, Shared};
 use subject::{PrefixError, Subjects};
@@ -79,7 +80,11 @@ pub struct JetStreamOutput {
 impl JetStreamOutput {
     /// Connect, make sure the stream exists, and start the publishing task.
     /// `slot` makes message ids unique per slot.
-    pub async fn connect(args: &NatsArgs, slot: &str) -> Result<Self, JetStreamSetupError> {
+    pub async fn connect(
+        args: &NatsArgs,
+        slot: &str,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, JetStreamSetupError> {
         let subjects = Subjects::new(&args.subject_prefix)?;
         let servers = args
             .servers
@@ -87,7 +92,7 @@ impl JetStreamOutput {
             .map(|url| redact_url(url))
             .collect::<Vec<_>>()
             .join(",");
-        let options = connect_options(args).await?;
+        let options = connect_options(args, metrics.clone()).await?;
         let client = options
             .connect(args.servers.as_slice())
             .await
@@ -113,11 +118,18 @@ impl JetStreamOutput {
             .build(client.clone());
         stream::ensure_stream(&context, args, &subjects.wildcard()).await?;
         info!(message = "Connected to NATS JetStream.", servers = %servers, stream = %args.stream);
+        metrics.set_nats_connected(true);
 
         let shared = Arc::new(Shared::default());
         // The channel is small: the window in the task bounds what is in flight.
         let (tx, rx) = mpsc::channel(256);
-        let task = tokio::spawn(publisher::run(context, rx, max_inflight, shared.clone()));
+        let task = tokio::spawn(publisher::run(
+            context,
+            rx,
+            max_inflight,
+            shared.clone(),
+            metrics,
+        ));
         Ok(JetStreamOutput {
             subjects,
             ids: MessageIds::new(slot),
@@ -204,7 +216,10 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-async fn connect_options(args: &NatsArgs) -> Result<ConnectOptions, JetStreamSetupError> {
+async fn connect_options(
+    args: &NatsArgs,
+    metrics: Arc<Metrics>,
+) -> Result<ConnectOptions, JetStreamSetupError> {
     let mut options = if let Some(path) = &args.creds {
         ConnectOptions::with_credentials_file(path)
             .await
@@ -238,20 +253,31 @@ async fn connect_options(args: &NatsArgs) -> Result<ConnectOptions, JetStreamSet
         .connection_timeout(Duration::from_secs(10))
         .max_reconnects(None)
         .reconnect_delay_callback(reconnect_delay)
-        .event_callback(|event| async move {
-            match event {
-                NatsEvent::Connected => info!(message = "NATS connection is up."),
-                NatsEvent::Disconnected => {
-                    warn!(message = "NATS connection lost; reconnecting.")
-                }
-                NatsEvent::Closed => info!(message = "NATS connection closed."),
-                // Each failed reconnect attempt reports an I/O error: not worth a line each.
-                NatsEvent::ClientError(error) => {
-                    debug!(message = "NATS client error.", %error)
-                }
-                other => warn!(message = "NATS connection event.", event = %other),
-            }
+        .event_callback(move |event| {
+            let metrics = metrics.clone();
+            async move { log_event(event, &metrics) }
         }))
+}
+
+/// One line per change of the NATS connection's state.
+fn log_event(event: NatsEvent, metrics: &Metrics) {
+    match event {
+        NatsEvent::Connected => {
+            metrics.set_nats_connected(true);
+            info!(message = "NATS connection is up.")
+        }
+        NatsEvent::Disconnected => {
+            metrics.set_nats_connected(false);
+            warn!(message = "NATS connection lost; reconnecting.")
+        }
+        NatsEvent::Closed => {
+            metrics.set_nats_connected(false);
+            info!(message = "NATS connection closed.")
+        }
+        // Each failed reconnect attempt reports an I/O error: not worth a line each.
+        NatsEvent::ClientError(error) => debug!(message = "NATS client error.", %error),
+        other => warn!(message = "NATS connection event.", event = %other),
+    }
 }
 
 /// Delay before reconnect attempt `attempts`: 100 ms doubling to 5 s, with up to 25% jitter

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::lsn::Lsn;
+use crate::metrics::Metrics;
 
 /// First delay before re-publishing after consecutive failures; doubled up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -64,6 +65,7 @@ pub async fn run(
     mut items: mpsc::Receiver<Item>,
     max_inflight: usize,
     shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
 ) {
     let mut window: VecDeque<Slot> = VecDeque::new();
     let mut pending = 0usize;
@@ -77,6 +79,7 @@ pub async fn run(
             window.pop_front();
         }
         shared.inflight.store(pending as u64, Ordering::Relaxed);
+        metrics.inflight.set(pending as i64);
         if !open && window.is_empty() {
             return;
         }
@@ -84,6 +87,7 @@ pub async fn run(
         tokio::select! {
             item = items.recv(), if can_take => match item {
                 Some(Item::Publish(message)) => {
+                    metrics.bytes_published.inc_by(message.payload.len() as u64);
                     let ack = publish(&context, &message).await;
                     window.push_back(Slot::Pending { message, ack });
                     pending += 1;
@@ -115,6 +119,8 @@ pub async fn run(
                     }
                     tokio::time::sleep(delay).await;
                     failures = failures.saturating_add(1);
+                    metrics.publish_failures.inc();
+                    metrics.publish_retries.inc();
                     if let Some(Slot::Pending { message, ack }) = window.front_mut() {
                         *ack = publish(&context, message).await;
                     }
