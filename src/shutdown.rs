@@ -25,7 +25,8 @@ impl Shutdown {
         (ShutdownTrigger(tx), Shutdown(rx))
     }
 
-    /// A handle triggered by SIGINT or SIGTERM. Needs a running tokio runtime.
+    /// A handle triggered by SIGINT or SIGTERM; a second signal exits at once
+    /// (code 1). Needs a running tokio runtime.
     pub fn on_signals() -> std::io::Result<Shutdown> {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate())?;
@@ -37,6 +38,13 @@ impl Shutdown {
                 _ = int.recv() => {}
             }
             trigger.trigger();
+            // A second signal means "now": what is not confirmed is sent again on restart.
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::warn!(message = "Second stop signal; exiting without waiting.");
+            std::process::exit(1);
         });
         Ok(shutdown)
     }

@@ -102,7 +102,7 @@ pub struct Cli {
     pub log_format: LogFormat,
 
     /// Longest time between two standby status updates sent to the server.
-    #[arg(long, default_value = "10s", env = "PGOUTPUT_STREAM_STATUS_INTERVAL", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", env = "PGOUTPUT_STREAM_STATUS_INTERVAL", value_parser = parse_positive_duration)]
     pub status_interval: Duration,
 
     /// When the slot is in use by another process, wait and take it over once it is
@@ -128,7 +128,7 @@ pub struct Cli {
     /// Write a tiny non-transactional logical message (prefix `pgoutput-stream.heartbeat`,
     /// not forwarded) this often, so the slot's position moves even when the published
     /// tables are idle. Off by default.
-    #[arg(long, env = "PGOUTPUT_STREAM_HEARTBEAT_INTERVAL", value_parser = parse_duration)]
+    #[arg(long, env = "PGOUTPUT_STREAM_HEARTBEAT_INTERVAL", value_parser = parse_positive_duration)]
     pub heartbeat_interval: Option<Duration>,
 
     #[command(flatten)]
@@ -167,6 +167,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => Ok(Duration::from_secs(n * 60)),
         "h" => Ok(Duration::from_secs(n * 3600)),
         _ => Err(format!("invalid duration {s:?}: use e.g. 500ms, 10s or 5m")),
+    }
+}
+
+/// A duration of more than zero.
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be more than zero".into()),
+        d => Ok(d),
     }
 }
 
@@ -225,6 +233,8 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_positive_duration("0s").is_err());
+        assert_eq!(parse_positive_duration("1ms"), Ok(Duration::from_millis(1)));
     }
 
     #[test]

@@ -55,6 +55,12 @@ impl OutputTarget for CompositeOutput {
             .unwrap_or(Lsn::ZERO)
     }
 
+    fn discard_uncommitted(&mut self) {
+        for target in &mut self.targets {
+            target.discard_uncommitted();
+        }
+    }
+
     async fn close(&mut self) -> Result<(), OutputError> {
         try_join_all(self.targets.iter_mut().map(|t| t.close())).await?;
         Ok(())

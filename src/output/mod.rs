@@ -75,6 +75,10 @@ pub trait OutputTarget: Send {
     /// Everything up to this position has been durably taken.
     fn durable(&self) -> Lsn;
 
+    /// The unit being written will not be completed (the connection was lost and
+    /// it will be sent again from its start): drop what of it is still buffered.
+    fn discard_uncommitted(&mut self) {}
+
     /// Wait until everything committed is durable and release resources.
     async fn close(&mut self) -> Result<(), OutputError>;
 }

@@ -17,6 +17,8 @@ pub struct StdoutOutput<W> {
     writer: W,
     format: Format,
     buf: Vec<u8>,
+    /// How much of `buf` is already written.
+    written: usize,
     durable: Lsn,
 }
 
@@ -33,6 +35,7 @@ impl<W: AsyncWrite + Unpin + Send> StdoutOutput<W> {
             writer,
             format,
             buf: Vec::with_capacity(BUFFER_LIMIT + 4096),
+            written: 0,
             durable: Lsn::ZERO,
         }
     }
@@ -42,12 +45,19 @@ impl<W: AsyncWrite + Unpin + Send> StdoutOutput<W> {
         &self.writer
     }
 
+    /// Write the buffer out. Cancel-safe: progress is kept in `written`, so a
+    /// write dropped half way continues where it stopped instead of repeating bytes.
     async fn write_out(&mut self, flush: bool) -> Result<(), OutputError> {
         let result = async {
-            if !self.buf.is_empty() {
-                self.writer.write_all(&self.buf).await?;
-                self.buf.clear();
+            while self.written < self.buf.len() {
+                let n = self.writer.write(&self.buf[self.written..]).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::WriteZero.into());
+                }
+                self.written += n;
             }
+            self.buf.clear();
+            self.written = 0;
             if flush {
                 self.writer.flush().await?;
             }
@@ -96,6 +106,14 @@ impl<W: AsyncWrite + Unpin + Send> OutputTarget for StdoutOutput<W> {
         self.durable
     }
 
+    fn discard_uncommitted(&mut self) {
+        // The buffer holds only events after the last commit; drop them unless
+        // writing them out has begun (a line must not be cut).
+        if self.written == 0 {
+            self.buf.clear();
+        }
+    }
+
     async fn close(&mut self) -> Result<(), OutputError> {
         // Events after the last commit belong to a transaction that will be
         // sent again; writing them now still helps a reader that is watching.
@@ -116,7 +134,7 @@ mod tests {
         })
     }
 
-    async fn write(out: &mut StdoutOutput<Vec<u8>>, change: &Change) {
+    async fn write<W: AsyncWrite + Unpin + Send>(out: &mut StdoutOutput<W>, change: &Change) {
         let mut encoded = Vec::new();
         json::write_json(change, &mut encoded);
         out.write(Event {
@@ -180,6 +198,79 @@ mod tests {
         ) -> std::task::Poll<std::io::Result<()>> {
             std::task::Poll::Ready(Ok(()))
         }
+    }
+
+    /// A pipe that takes 7 bytes per write and, while `stalled`, blocks after one write.
+    #[derive(Default)]
+    struct SlowPipe {
+        taken: Vec<u8>,
+        stalled: bool,
+        wrote_since_stall: bool,
+    }
+
+    impl AsyncWrite for SlowPipe {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            if self.stalled && self.wrote_since_stall {
+                return std::task::Poll::Pending;
+            }
+            self.wrote_since_stall = true;
+            let n = buf.len().min(7);
+            self.taken.extend_from_slice(&buf[..n]);
+            std::task::Poll::Ready(Ok(n))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_dropped_half_way_continues_without_repeating_bytes() {
+        use futures_util::FutureExt;
+        let pipe = SlowPipe {
+            stalled: true,
+            ..SlowPipe::default()
+        };
+        let mut out = StdoutOutput::new(pipe, Format::Json);
+        write(&mut out, &begin(1)).await;
+        write(&mut out, &begin(2)).await;
+        // The commit writes 7 bytes, then blocks and is dropped (as by a select!).
+        assert!(out.commit(Lsn(0x200)).now_or_never().is_none());
+        assert_eq!(out.durable(), Lsn::ZERO);
+        out.writer.stalled = false;
+        out.commit(Lsn(0x200)).await.unwrap();
+        let text = String::from_utf8(out.writer.taken.clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines.iter().all(|l| l.starts_with("{\"op\":\"begin\"")),
+            "{text}"
+        );
+        assert_eq!(out.durable(), Lsn(0x200));
+    }
+
+    #[tokio::test]
+    async fn uncommitted_events_are_discarded_before_a_replay() {
+        let mut out = StdoutOutput::new(Vec::new(), Format::Json);
+        write(&mut out, &begin(1)).await;
+        out.discard_uncommitted();
+        write(&mut out, &begin(2)).await;
+        out.commit(Lsn(0x200)).await.unwrap();
+        let text = String::from_utf8(out.get_ref().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("\"xid\":2"), "{text}");
     }
 
     #[tokio::test]

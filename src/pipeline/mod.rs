@@ -73,8 +73,17 @@ async fn stream(
         .max(checked.confirmed_flush);
     let mut backoff = Backoff::new(cli.reconnect_max_backoff);
     let mut first = true;
+    let mut outputs_closed = false;
     loop {
-        let result = match open_stream(info, cli, checked, confirmed, first).await {
+        let opened = tokio::select! {
+            opened = open_stream(info, cli, checked, confirmed, first) => opened,
+            _ = shutdown.wait() => {
+                close_outputs(output, cli.shutdown_timeout).await;
+                info!(message = "Stopped.", confirmed_lsn = %confirmed);
+                return Ok(Stop::Requested);
+            }
+        };
+        let result = match opened {
             Ok(stream) => {
                 first = false;
                 backoff.reset();
@@ -89,6 +98,7 @@ async fn stream(
                 let result = streamer.run(shutdown.clone(), cli.shutdown_timeout).await;
                 let retry = matches!(&result, Err(err) if is_retryable(err));
                 confirmed = streamer.finish(&result, !retry, cli.shutdown_timeout).await;
+                outputs_closed = !retry;
                 metrics.set_postgres_streaming(false);
                 result
             }
@@ -98,6 +108,7 @@ async fn stream(
         };
         match result {
             Err(err) if is_retryable(&err) => {
+                output.discard_uncommitted();
                 metrics.reconnects.inc();
                 let delay = backoff.next_delay();
                 warn!(
@@ -112,9 +123,18 @@ async fn stream(
                     return Ok(Stop::Requested);
                 }
             }
-            other => {
+            Err(err) => {
+                // Failed for good: outputs that still work get what they hold
+                // acknowledged (it will be sent again anyway; this spares duplicates).
+                if !outputs_closed && !matches!(err, RunError::Output(_)) {
+                    close_outputs(output, cli.shutdown_timeout).await;
+                }
                 info!(message = "Stopped.", confirmed_lsn = %confirmed);
-                return other;
+                return Err(err);
+            }
+            Ok(stop) => {
+                info!(message = "Stopped.", confirmed_lsn = %confirmed);
+                return Ok(stop);
             }
         }
     }

@@ -362,8 +362,10 @@ impl EventCounters {
 }
 
 /// The position that acknowledges `change` once it is durable, if it ends a unit:
-/// a transaction's end, or just past a non-transactional message (which the
-/// server does not send again once the confirmed position is beyond its LSN).
+/// a transaction's end, or a non-transactional message's LSN. The server gives
+/// such a message the end of its WAL record, where the next record (maybe a
+/// commit) starts: confirming that position makes the server skip the message
+/// but not that commit, while anything past it would lose the transaction.
 fn unit_end(change: &Change) -> Option<Lsn> {
     match change {
         Change::Commit { end_lsn, .. } => Some(*end_lsn),
@@ -371,7 +373,7 @@ fn unit_end(change: &Change) -> Option<Lsn> {
             transactional: false,
             lsn,
             ..
-        } => Some(Lsn(lsn.0 + 1)),
+        } => Some(*lsn),
         _ => None,
     }
 }
@@ -451,6 +453,18 @@ mod tests {
         assert_eq!(flush, Lsn(0x2A0), "only the first transaction is confirmed");
         // The second begin waits in the stdout buffer for its commit, which never comes.
         assert_eq!(written.lines().count(), 2, "begin, commit: {written}");
+    }
+
+    #[test]
+    fn a_non_transactional_message_is_acknowledged_at_its_own_lsn_never_past_it() {
+        let message = Change::Message {
+            prefix: "p".into(),
+            content: Bytes::new(),
+            transactional: false,
+            lsn: Lsn(0x500),
+            tx: None,
+        };
+        assert_eq!(unit_end(&message), Some(Lsn(0x500)));
     }
 
     #[tokio::test]

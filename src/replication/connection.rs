@@ -36,7 +36,7 @@ impl ReplicationConnection {
     /// verify-full: also the host name; prefer: try TLS, fall back to plain if the server says 'N';
     /// allow/disable: plain), TCP and Unix sockets, connect_timeout.
     pub async fn connect(info: &ConnInfo) -> Result<ReplicationConnection, ReplicationError> {
-        let conn = wire::with_timeout(info, info.connect_timeout, async {
+        let conn = wire::with_timeout(info, Some(info.connect_timeout_or_default()), async {
             let mut wire = Wire::open(info).await?;
             startup(&mut wire, info).await?;
             let version = authenticate(&mut wire, info).await?;

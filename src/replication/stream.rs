@@ -90,8 +90,8 @@ impl ReplicationStream {
     }
 
     /// Standby status update ('r'): write/flush/apply positions, clock now (µs since
-    /// 2000-01-01), reply flag. Built on the stack: no allocation per update. Not cancel-safe:
-    /// dropping it mid-write leaves a partial message on the wire, so do not race it in `select!`.
+    /// 2000-01-01), reply flag. Cancel-safe: a write dropped half way is completed before the
+    /// next message, so the server never sees a torn update.
     pub async fn send_status(
         &mut self,
         write: Lsn,

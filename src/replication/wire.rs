@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -125,19 +125,26 @@ impl Wire {
         }
     }
 
-    /// Writes `write_buf` and clears it.
+    /// Writes `write_buf` out. Cancel-safe: what was written is removed from the
+    /// buffer as it goes, so a write dropped half way (in a `select!`) is completed
+    /// by the next one instead of leaving a torn message on the wire.
     pub(crate) async fn flush_write_buf(&mut self) -> Result<(), ReplicationError> {
-        self.stream.write_all(&self.write_buf).await?;
+        while !self.write_buf.is_empty() {
+            let n = self.stream.write(&self.write_buf).await?;
+            if n == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
+            }
+            self.write_buf.advance(n);
+        }
         self.stream.flush().await?;
-        self.write_buf.clear();
         Ok(())
     }
 
-    /// Writes raw bytes (a message prepared on the stack).
+    /// Writes raw bytes (a message prepared on the stack), after whatever an
+    /// interrupted earlier write left. Cancel-safe like [`Self::flush_write_buf`].
     pub(crate) async fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), ReplicationError> {
-        self.stream.write_all(bytes).await?;
-        self.stream.flush().await?;
-        Ok(())
+        self.write_buf.extend_from_slice(bytes);
+        self.flush_write_buf().await
     }
 
     /// Sends Terminate and shuts the stream down; errors are irrelevant at this point.

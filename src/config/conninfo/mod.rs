@@ -180,6 +180,12 @@ impl ConnInfo {
         parse_with(s, &SystemEnvironment)
     }
 
+    /// `connect_timeout`, or 30 s when it is not set: a daemon must not wait
+    /// forever for a host that does not answer (libpq would).
+    pub fn connect_timeout_or_default(&self) -> Duration {
+        self.connect_timeout.unwrap_or(Duration::from_secs(30))
+    }
+
     /// Whether `host` names a Unix socket directory rather than a network host.
     pub fn is_unix_socket(&self) -> bool {
         self.host.starts_with('/')
@@ -204,11 +210,54 @@ impl ConnInfo {
 
 /// Parses a connection string, taking defaults from `env` instead of the process environment.
 pub fn parse_with(s: &str, env: &dyn Environment) -> Result<ConnInfo, ConnInfoError> {
-    let mut raw = Raw::default();
-    for (key, value) in syntax::pairs(s)? {
-        raw.set(&key, value)?;
+    let parsed = (|| {
+        let mut raw = Raw::default();
+        for (key, value) in syntax::pairs(s)? {
+            raw.set(&key, value)?;
+        }
+        raw.resolve(env)
+    })();
+    // A malformed string may split a password into pieces that would show up in the
+    // error as a "key" or a "port": say what is wrong without quoting the input.
+    parsed.map_err(|err| {
+        if holds_password(s) {
+            err.without_input()
+        } else {
+            err
+        }
+    })
+}
+
+/// Whether `s` may hold a password: a `password` key, or a URI with `user:password@`.
+fn holds_password(s: &str) -> bool {
+    if s.contains("password") {
+        return true;
     }
-    raw.resolve(env)
+    let rest = ["postgresql://", "postgres://"]
+        .iter()
+        .find_map(|scheme| s.strip_prefix(scheme));
+    rest.and_then(|rest| rest.rsplit_once('@'))
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
+impl ConnInfoError {
+    /// The same error with every piece of the input replaced by `(hidden)`.
+    fn without_input(self) -> ConnInfoError {
+        const HIDDEN: &str = "(hidden: the connection string holds a password)";
+        match self {
+            ConnInfoError::Syntax(_) => ConnInfoError::Syntax(format!(
+                "malformed key=value list or URI; check quoting (values with spaces in '...') and percent-encoding of reserved characters in URIs {HIDDEN}"
+            )),
+            ConnInfoError::UnknownKey(_) => ConnInfoError::UnknownKey(HIDDEN.into()),
+            ConnInfoError::InvalidPort(_) => ConnInfoError::InvalidPort(HIDDEN.into()),
+            ConnInfoError::InvalidSslMode(_) => ConnInfoError::InvalidSslMode(HIDDEN.into()),
+            ConnInfoError::InvalidConnectTimeout(_) => {
+                ConnInfoError::InvalidConnectTimeout(HIDDEN.into())
+            }
+            ConnInfoError::MultipleHosts(_) => ConnInfoError::MultipleHosts(HIDDEN.into()),
+            ConnInfoError::NoUser => ConnInfoError::NoUser,
+        }
+    }
 }
 
 /// Values as written (later keys overwrite earlier ones), before defaults are applied.

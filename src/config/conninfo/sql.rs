@@ -21,9 +21,7 @@ pub async fn connect_sql(info: &ConnInfo) -> Result<tokio_postgres::Client, Conn
     if let Some(password) = &info.password {
         config.password(password);
     }
-    if let Some(timeout) = info.connect_timeout {
-        config.connect_timeout(timeout);
-    }
+    config.connect_timeout(info.connect_timeout_or_default());
     // Unix sockets never use TLS (as in libpq), whatever the sslmode says.
     let ssl_mode = match info.sslmode {
         _ if info.is_unix_socket() => tokio_postgres::config::SslMode::Disable,

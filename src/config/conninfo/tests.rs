@@ -240,3 +240,20 @@ fn password_comes_from_the_password_file_when_not_given() {
         None
     );
 }
+
+#[test]
+fn errors_never_quote_pieces_of_a_password() {
+    for (input, secret) in [
+        ("postgres://app:xq/zz@db/shop", "xq"),
+        ("postgres://app:s3cr?t@db/shop", "t@db"),
+        ("host=db password=my secret", "secret"),
+        ("host=db password=my secret=x", "secret"),
+        ("host=db password=x port=s3cr3t", "s3cr3t"),
+    ] {
+        let err = parse(input).expect_err(input).to_string();
+        assert!(!err.contains(secret), "{input}: {err}");
+    }
+    // Without a password the input is quoted, which helps find typos.
+    let err = parse("host=db bogus_key=1").unwrap_err();
+    assert!(err.to_string().contains("bogus_key"));
+}

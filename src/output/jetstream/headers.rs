@@ -5,11 +5,12 @@
 //! its begin (0) without relation events: the server sends a relation event
 //! only before a table's first change in a session (and again after the
 //! table's definition was invalidated), so after a restart the same
-//! transaction may carry relation events at other places. Relation events get
-//! `<slot>:<commit_lsn>:r<relation id>.<k>`, k counting that table's relation
-//! events within the transaction; non-transactional messages `<slot>:<lsn>:m`.
-
-use std::collections::HashMap;
+//! transaction may carry relation events at other places. A relation event is
+//! named after the event it precedes: `<slot>:<commit_lsn>:<n>r<relation id>`
+//! where n is the next event's number, so a replay that describes a table at
+//! the same place gets the same id, and one that describes it at another place
+//! (e.g. before its first change, as in every new session) a new one.
+//! Non-transactional messages get `<slot>:<lsn>:m`.
 
 use async_nats::HeaderMap;
 
@@ -23,8 +24,6 @@ pub struct MessageIds {
     slot: String,
     current: Option<TxInfo>,
     next_index: u32,
-    /// Relation events per relation id in the current transaction.
-    relations: HashMap<u32, u32>,
 }
 
 impl MessageIds {
@@ -33,7 +32,6 @@ impl MessageIds {
             slot: slot.to_owned(),
             current: None,
             next_index: 0,
-            relations: HashMap::new(),
         }
     }
 
@@ -63,11 +61,11 @@ impl MessageIds {
     fn next_id(&mut self, change: &Change) -> String {
         match change {
             Change::Relation(table) => {
-                let seen = self.relations.entry(table.relation_id).or_insert(0);
-                let k = *seen;
-                *seen += 1;
                 let commit_lsn = self.current.map_or(Lsn::ZERO, |tx| tx.commit_lsn);
-                format!("{}:{commit_lsn}:r{}.{k}", self.slot, table.relation_id)
+                format!(
+                    "{}:{commit_lsn}:{}r{}",
+                    self.slot, self.next_index, table.relation_id
+                )
             }
             Change::Message {
                 transactional: false,
@@ -79,7 +77,6 @@ impl MessageIds {
                     Change::Begin(tx) => {
                         self.current = Some(*tx);
                         self.next_index = 0;
-                        self.relations.clear();
                     }
                     Change::Commit { .. } => self.current = None,
                     _ => {}
@@ -101,7 +98,7 @@ fn token(name: &str) -> String {
 }
 
 /// The WAL position of the event itself.
-fn event_lsn(change: &Change) -> Option<Lsn> {
+pub fn event_lsn(change: &Change) -> Option<Lsn> {
     match change {
         Change::Begin(tx) => Some(tx.commit_lsn),
         Change::Commit { end_lsn, .. } => Some(*end_lsn),
@@ -151,9 +148,9 @@ mod tests {
             got,
             [
                 "shop:0/16B3748:0",
-                "shop:0/16B3748:r16384.0",
+                "shop:0/16B3748:1r16384",
                 "shop:0/16B3748:1",
-                "shop:0/16B3748:r16384.1",
+                "shop:0/16B3748:2r16384",
                 "shop:0/16B3748:2",
                 "shop:0/16B3748:3",
             ]

@@ -30,6 +30,8 @@ use publisher::{Item, Outgoing, Shared};
 use subject::{PrefixError, Subjects};
 
 const TARGET: &str = "jetstream";
+/// Room left for the headers when checking an event against `max_payload`.
+const HEADER_ALLOWANCE: usize = 1024;
 /// How long closing waits for outstanding acks.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -75,6 +77,8 @@ pub struct JetStreamOutput {
     shared: Arc<Shared>,
     task: Option<JoinHandle<()>>,
     client: async_nats::Client,
+    /// The server's `max_payload` when we connected (0: unknown).
+    max_payload: usize,
 }
 
 impl JetStreamOutput {
@@ -136,6 +140,7 @@ impl JetStreamOutput {
             items: Some(tx),
             shared,
             task: Some(task),
+            max_payload: client.server_info().max_payload,
             client,
         })
     }
@@ -162,6 +167,21 @@ impl OutputTarget for JetStreamOutput {
     }
 
     async fn write(&mut self, event: Event<'_>) -> Result<(), OutputError> {
+        // The server closes the connection on a message over its max_payload; retrying
+        // would loop forever, so such an event stops the daemon with a clear error.
+        let limit = self.max_payload;
+        if limit > 0 && event.json.len() + HEADER_ALLOWANCE > limit {
+            return Err(OutputError::Failed {
+                target: TARGET,
+                message: format!(
+                    "the {} event of {} at LSN {} is {} bytes, more than the NATS server's max_payload of {limit} bytes: raise max_payload in the nats-server configuration",
+                    event.change.op(),
+                    event.change.table().map_or_else(|| "the transaction".to_owned(), |t| format!("{}.{}", t.schema, t.name)),
+                    headers::event_lsn(event.change).unwrap_or(Lsn::ZERO),
+                    event.json.len(),
+                ),
+            });
+        }
         let message = Outgoing {
             subject: self.subjects.for_change(event.change),
             headers: self.ids.headers(event.change),

@@ -15,6 +15,7 @@ use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::Context;
 use async_nats::HeaderMap;
 use bytes::Bytes;
+use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -24,6 +25,9 @@ use crate::metrics::Metrics;
 /// First delay before re-publishing after consecutive failures; doubled up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Payload bytes in flight at most (besides the count limit), so large rows
+/// cannot make the window hold gigabytes.
+const MAX_INFLIGHT_BYTES: usize = 64 << 20;
 /// A first failure is logged only if none was in this long.
 const QUIET: Duration = Duration::from_secs(10);
 
@@ -69,6 +73,7 @@ pub async fn run(
 ) {
     let mut window: VecDeque<Slot> = VecDeque::new();
     let mut pending = 0usize;
+    let mut pending_bytes = 0usize;
     let mut failures = 0u32;
     let mut last_warning: Option<Instant> = None;
     let mut open = true;
@@ -83,12 +88,13 @@ pub async fn run(
         if !open && window.is_empty() {
             return;
         }
-        let can_take = open && pending < max_inflight;
+        let can_take = open && pending < max_inflight && pending_bytes < MAX_INFLIGHT_BYTES;
         tokio::select! {
             item = items.recv(), if can_take => match item {
                 Some(Item::Publish(message)) => {
                     metrics.bytes_published.inc_by(message.payload.len() as u64);
                     let ack = publish(&context, &message).await;
+                    pending_bytes += message.payload.len();
                     window.push_back(Slot::Pending { message, ack });
                     pending += 1;
                 }
@@ -101,7 +107,9 @@ pub async fn run(
                         info!(message = "JetStream publishing recovered.");
                         failures = 0;
                     }
-                    window.pop_front();
+                    if let Some(Slot::Pending { message, .. }) = window.pop_front() {
+                        pending_bytes -= message.payload.len();
+                    }
                     pending -= 1;
                 }
                 Err(error) => {
@@ -120,12 +128,41 @@ pub async fn run(
                     tokio::time::sleep(delay).await;
                     failures = failures.saturating_add(1);
                     metrics.publish_failures.inc();
-                    metrics.publish_retries.inc();
-                    if let Some(Slot::Pending { message, ack }) = window.front_mut() {
-                        *ack = publish(&context, message).await;
-                    }
+                    republish_failed(&context, &mut window, &metrics).await;
                 }
             },
+        }
+    }
+}
+
+/// Publish the front event again (its ack failed) and every later one whose
+/// ack has already failed too, in order, so that recovering from an outage
+/// takes one round trip rather than one per event of the window.
+async fn republish_failed(context: &Context, window: &mut VecDeque<Slot>, metrics: &Metrics) {
+    let mut front = true;
+    for slot in window.iter_mut() {
+        let Slot::Pending { message, ack } = slot else {
+            continue;
+        };
+        let failed = if std::mem::take(&mut front) {
+            true
+        } else {
+            match ack.as_mut().now_or_never() {
+                None => false,
+                Some(Ok(done)) => {
+                    // Keep the result for when this event reaches the front.
+                    *ack = Box::pin(std::future::ready(Ok(done)));
+                    false
+                }
+                Some(Err(_)) => {
+                    metrics.publish_failures.inc();
+                    true
+                }
+            }
+        };
+        if failed {
+            metrics.publish_retries.inc();
+            *ack = publish(context, message).await;
         }
     }
 }
