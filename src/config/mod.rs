@@ -238,6 +238,28 @@ mod tests {
     }
 
     #[test]
+    fn every_flag_is_documented() {
+        let doc = include_str!("../../docs/configuration.md");
+        let command = <Cli as clap::CommandFactory>::command();
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if matches!(long, "help" | "version") {
+                continue;
+            }
+            assert!(
+                doc.contains(&format!("`--{long}`")),
+                "--{long} is not in docs/configuration.md"
+            );
+            let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+            let env = env.unwrap_or_else(|| panic!("--{long} has no environment variable"));
+            assert!(
+                doc.contains(&format!("`{env}`")),
+                "{env} is not in docs/configuration.md"
+            );
+        }
+    }
+
+    #[test]
     fn help_shows_a_worked_example() {
         let help = <Cli as clap::CommandFactory>::command()
             .render_long_help()
