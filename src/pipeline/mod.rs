@@ -4,6 +4,7 @@
 //! replication connection is reopened (with backoff) from the last confirmed
 //! position; the outputs stay open across reconnects.
 
+mod applier;
 mod error;
 mod housekeeping;
 mod reconnect;

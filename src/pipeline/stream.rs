@@ -4,10 +4,9 @@
 //!   queue, answers keepalives and sends status updates on a timer, so the
 //!   server never times the connection out even while an output applies
 //!   backpressure (a full queue only stops the reading);
-//! - the applier decodes payloads, hands events to the outputs and records in
-//!   the shared [`Checkpoint`] what they have durably taken.
+//! - the [applier](super::applier) decodes payloads, hands events to the
+//!   outputs and records in the shared [`Checkpoint`] what they have durably taken.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -15,20 +14,17 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use prometheus_client::metrics::counter::Counter;
-
-use super::{RunError, HEARTBEAT_PREFIX};
-use crate::change::{json, Change};
+use super::applier::Applier;
+use super::RunError;
 use crate::checkpoint::Checkpoint;
 use crate::lsn::Lsn;
-use crate::metrics::{EventLabels, Metrics};
-use crate::output::{Event, OutputError, OutputTarget};
-use crate::pgoutput::decoder::Decoder;
+use crate::metrics::Metrics;
+use crate::output::{OutputError, OutputTarget};
 use crate::replication::{ReplicationMessage, ReplicationStream};
 use crate::shutdown::Shutdown;
 
 /// How often the reader looks at whether a status update is due.
-const TICK: Duration = Duration::from_millis(500);
+pub(super) const TICK: Duration = Duration::from_millis(500);
 /// Payloads received and not yet decoded; bounds memory together with the outputs' windows.
 const QUEUE: usize = 1024;
 
@@ -68,14 +64,7 @@ impl<'a, O: OutputTarget + ?Sized> Streamer<'a, O> {
                 last_flush_sent: start,
                 metrics: metrics.clone(),
             },
-            applier: Applier {
-                output,
-                decoder: Decoder::default(),
-                checkpoint,
-                changes: Vec::new(),
-                json: Vec::with_capacity(4096),
-                counters: EventCounters::new(metrics),
-            },
+            applier: Applier::new(output, checkpoint, metrics),
             stop_requested: None,
         }
     }
@@ -172,7 +161,7 @@ fn output_stop(result: Result<(), RunError>) -> Result<Stop, RunError> {
     }
 }
 
-fn lock(checkpoint: &Mutex<Checkpoint>) -> MutexGuard<'_, Checkpoint> {
+pub(super) fn lock(checkpoint: &Mutex<Checkpoint>) -> MutexGuard<'_, Checkpoint> {
     // A panic while holding this lock would already have ended the task; keep going with its state.
     checkpoint
         .lock()
@@ -256,224 +245,5 @@ impl Reader {
         self.last_status = Instant::now();
         Metrics::set_lsn(&self.metrics.confirmed_lsn, status.flush);
         Ok(())
-    }
-}
-
-struct Applier<'a, O: OutputTarget + ?Sized> {
-    output: &'a mut O,
-    decoder: Decoder,
-    checkpoint: Arc<Mutex<Checkpoint>>,
-    changes: Vec<Change>,
-    json: Vec<u8>,
-    counters: EventCounters,
-}
-
-impl<O: OutputTarget + ?Sized> Applier<'_, O> {
-    /// Apply payloads until the queue is closed and empty (Ok) or a failure.
-    async fn run(&mut self, mut payloads: mpsc::Receiver<(Lsn, Bytes)>) -> Result<(), RunError> {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                payload = payloads.recv() => match payload {
-                    Some((lsn, data)) => {
-                        self.apply(lsn, data).await?;
-                        lock(&self.checkpoint).applied();
-                        self.refresh_durable();
-                    }
-                    None => return Ok(()),
-                },
-                // Acks arrive while no payload does.
-                _ = tick.tick() => self.refresh_durable(),
-            }
-        }
-    }
-
-    fn refresh_durable(&self) {
-        let durable = self.output.durable();
-        lock(&self.checkpoint).durable(durable);
-    }
-
-    /// Decode one XLogData payload and hand its events to the outputs.
-    async fn apply(&mut self, wal_start: Lsn, data: Bytes) -> Result<(), RunError> {
-        self.decoder
-            .decode(wal_start, data, &mut self.changes)
-            .map_err(RunError::Decode)?;
-        let mut changes = std::mem::take(&mut self.changes);
-        for change in changes.drain(..) {
-            if let Change::Begin(_) = change {
-                lock(&self.checkpoint).begin();
-            }
-            if !is_heartbeat(&change) {
-                self.counters.count(&change);
-                self.json.clear();
-                json::write_json(&change, &mut self.json);
-                self.output
-                    .write(Event {
-                        change: &change,
-                        json: &self.json,
-                    })
-                    .await
-                    .map_err(RunError::Output)?;
-            }
-            if let Some(end) = unit_end(&change) {
-                self.output.commit(end).await.map_err(RunError::Output)?;
-                lock(&self.checkpoint).handed(end);
-            }
-        }
-        self.changes = changes;
-        Ok(())
-    }
-}
-
-/// Our own heartbeat messages move the slot but are not forwarded.
-fn is_heartbeat(change: &Change) -> bool {
-    matches!(change, Change::Message { transactional: false, prefix, .. } if prefix == HEARTBEAT_PREFIX)
-}
-
-/// The event counter of each (op, table), looked up once per table and op.
-struct EventCounters {
-    metrics: Arc<Metrics>,
-    by_table: HashMap<(&'static str, u32), Counter>,
-}
-
-impl EventCounters {
-    fn new(metrics: Arc<Metrics>) -> Self {
-        EventCounters {
-            metrics,
-            by_table: HashMap::new(),
-        }
-    }
-
-    fn count(&mut self, change: &Change) {
-        let op = change.op();
-        let table = change.table();
-        let key = (op, table.map_or(0, |t| t.relation_id));
-        let metrics = &self.metrics;
-        let counter = self.by_table.entry(key).or_insert_with(|| {
-            let labels = EventLabels {
-                op,
-                table: table.map_or_else(String::new, |t| format!("{}.{}", t.schema, t.name)),
-            };
-            metrics.events.get_or_create(&labels).clone()
-        });
-        metrics.event(counter);
-    }
-}
-
-/// The position that acknowledges `change` once it is durable, if it ends a unit:
-/// a transaction's end, or a non-transactional message's LSN. The server gives
-/// such a message the end of its WAL record, where the next record (maybe a
-/// commit) starts: confirming that position makes the server skip the message
-/// but not that commit, while anything past it would lose the transaction.
-fn unit_end(change: &Change) -> Option<Lsn> {
-    match change {
-        Change::Commit { end_lsn, .. } => Some(*end_lsn),
-        Change::Message {
-            transactional: false,
-            lsn,
-            ..
-        } => Some(*lsn),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Format;
-    use crate::output::StdoutOutput;
-    use crate::pgoutput::message::{Begin, Commit, LogicalMessage};
-    use crate::pgoutput::parse::encode::encode;
-
-    fn begin(final_lsn: u64, xid: u32) -> Bytes {
-        encode(&LogicalMessage::Begin(Begin {
-            final_lsn: Lsn(final_lsn),
-            commit_ts: 0,
-            xid,
-        }))
-        .into()
-    }
-
-    fn commit(commit_lsn: u64, end_lsn: u64) -> Bytes {
-        encode(&LogicalMessage::Commit(Commit {
-            flags: 0,
-            commit_lsn: Lsn(commit_lsn),
-            end_lsn: Lsn(end_lsn),
-            commit_ts: 0,
-        }))
-        .into()
-    }
-
-    /// Feed payloads to an applier writing JSON into memory; returns its result,
-    /// the flush position it would confirm, and what it wrote.
-    async fn apply(payloads: Vec<(u64, Bytes)>) -> (Result<(), RunError>, Lsn, String) {
-        let mut output = StdoutOutput::new(Vec::new(), Format::Json);
-        let checkpoint = Arc::new(Mutex::new(Checkpoint::new(Lsn(0x100))));
-        let (tx, rx) = mpsc::channel(16);
-        for (lsn, data) in payloads {
-            lock(&checkpoint).queued(Lsn(lsn));
-            tx.send((Lsn(lsn), data)).await.unwrap();
-        }
-        drop(tx);
-        let mut applier = Applier {
-            output: &mut output,
-            decoder: Decoder::default(),
-            checkpoint: checkpoint.clone(),
-            changes: Vec::new(),
-            json: Vec::new(),
-            counters: EventCounters::new(Metrics::new(false)),
-        };
-        let result = applier.run(rx).await;
-        applier.refresh_durable();
-        let flush = lock(&checkpoint).status().flush;
-        let written = String::from_utf8(output.get_ref().clone()).unwrap();
-        (result, flush, written)
-    }
-
-    #[tokio::test]
-    async fn an_unknown_message_stops_with_its_lsn_and_kind_and_confirms_only_complete_transactions(
-    ) {
-        let (result, flush, written) = apply(vec![
-            (0x200, begin(0x280, 7)),
-            (0x200, commit(0x280, 0x2A0)),
-            (0x300, begin(0x380, 8)),
-            (0x340, Bytes::from_static(b"Zjunk")),
-            (0x380, commit(0x380, 0x3A0)),
-        ])
-        .await;
-        let err = result.expect_err("an unknown message must stop the applier");
-        let text = err.to_string();
-        assert!(text.contains("0/340"), "names the LSN: {text}");
-        assert!(
-            text.contains("unknown message 'Z'"),
-            "names the kind: {text}"
-        );
-        assert_eq!(err.exit_code(), 1);
-        assert_eq!(flush, Lsn(0x2A0), "only the first transaction is confirmed");
-        // The second begin waits in the stdout buffer for its commit, which never comes.
-        assert_eq!(written.lines().count(), 2, "begin, commit: {written}");
-    }
-
-    #[test]
-    fn a_non_transactional_message_is_acknowledged_at_its_own_lsn_never_past_it() {
-        let message = Change::Message {
-            prefix: "p".into(),
-            content: Bytes::new(),
-            transactional: false,
-            lsn: Lsn(0x500),
-            tx: None,
-        };
-        assert_eq!(unit_end(&message), Some(Lsn(0x500)));
-    }
-
-    #[tokio::test]
-    async fn a_truncated_message_is_an_error_not_a_panic() {
-        let mut cut = begin(0x280, 7).to_vec();
-        cut.truncate(9);
-        let (result, flush, _) = apply(vec![(0x200, cut.into())]).await;
-        let text = result.expect_err("truncated").to_string();
-        assert!(text.contains("Begin") && text.contains("0/200"), "{text}");
-        assert_eq!(flush, Lsn(0x100));
     }
 }
