@@ -69,7 +69,11 @@ async def run(args):
                 printed += 1
             last_event = time.monotonic()
     finally:
-        await nc.drain()
+        # Send the acknowledgements still buffered, then close. (Not drain():
+        # draining a pull subscription whose last fetch timed out can hang.)
+        if nc.is_connected:
+            await nc.flush(timeout=5)
+        await nc.close()
 
 
 def main():
