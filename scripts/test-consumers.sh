@@ -6,7 +6,8 @@
 # already built target/debug/pgoutput-stream (no cargo build here), makes known
 # changes, then runs each consumer and compares its lines with the expected ones.
 # Installs nats-py (pip) and the nats npm package (examples/consumers/node_modules)
-# when missing.
+# when missing. The Bash consumer (examples/consumers/consumer.sh) needs the nats
+# CLI, which cannot be installed here: only its formatting of events is checked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/common.sh
@@ -19,6 +20,11 @@ ensure_nats_server
 if ! python3 -c 'import nats.js' 2>/dev/null; then
     echo "Installing nats-py (pip)..." >&2
     python3 -m pip install --quiet nats-py >&2
+fi
+if ! command -v jq >/dev/null 2>&1; then
+    echo "Installing jq (apt-get)..." >&2
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq jq >/dev/null
 fi
 if [ ! -d examples/consumers/node_modules/nats ]; then
     echo "Installing the nats npm package into examples/consumers/node_modules..." >&2
@@ -133,6 +139,10 @@ check node-orders "$work/expected-orders.txt" "${node[@]}" 'postgres.public.orde
 # Durable consumers acknowledged everything: a second run has nothing left to print.
 check python-acked "$work/empty.txt" "${py[@]}" 'postgres.>' --durable py-all --idle-timeout 2
 check node-acked "$work/empty.txt" "${node[@]}" 'postgres.>' --durable node-all --idle-timeout 2
+# The Bash consumer needs the nats CLI, which no reachable registry ships: only its
+# formatting is checked, on the daemon's stdout (the same JSON as the payloads).
+check bash-format "$work/expected-all.txt" examples/consumers/consumer.sh --stdin <"$work/events.jsonl"
+bash -n examples/consumers/consumer.sh
 # Stopping after N events leaves the rest for the next run of the same durable consumer.
 head -n 2 "$work/expected-all.txt" >"$work/expected-first.txt"
 tail -n +3 "$work/expected-all.txt" >"$work/expected-rest.txt"

@@ -23,7 +23,6 @@ import sys
 import time
 
 import nats
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 
@@ -61,7 +60,9 @@ async def run(args):
             batch = 100 if args.max_events == 0 else min(100, args.max_events - printed)
             try:
                 messages = await sub.fetch(batch, timeout=1)
-            except NatsTimeoutError:
+            except asyncio.TimeoutError:
+                # No message within the second (nats-py raises its own subclass
+                # of this, or, on some paths, asyncio's own).
                 continue
             for message in messages:
                 print(describe(message.subject, message.data), flush=True)
