@@ -21,3 +21,7 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --all-targets --locked
+echo "== container files (Dockerfile, docker-compose.yml)"
+scripts/check-containers.sh
+echo "== example consumers against a real run (target/debug/pgoutput-stream from cargo test)"
+scripts/test-consumers.sh
