@@ -204,6 +204,24 @@ impl TestNats {
         })
     }
 
+    /// How many messages of `stream` have exactly `subject`.
+    pub fn message_count_on(&self, stream: &str, subject: &str) -> u64 {
+        use futures_util::StreamExt;
+        self.with_client(async_nats::ConnectOptions::new(), async move |js| {
+            let Ok(stream) = js.get_stream(stream).await else {
+                return 0;
+            };
+            let mut subjects = stream.info_with_subjects(subject).await.expect("stream info");
+            let mut count = 0;
+            while let Some(Ok((name, n))) = subjects.next().await {
+                if name == subject {
+                    count += n as u64;
+                }
+            }
+            count
+        })
+    }
+
     /// Wait until `stream` holds at least `count` messages; returns them all.
     pub fn wait_for_messages(&self, stream: &str, count: usize, timeout: Duration) -> Vec<Stored> {
         let deadline = Instant::now() + timeout;
