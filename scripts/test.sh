@@ -21,3 +21,5 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --all-targets --locked
+echo "== benchmark smoke run (scripts/bench.sh with tiny N; numbers not checked)"
+scripts/bench.sh --rows 2000 --latency-seconds 2
