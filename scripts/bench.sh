@@ -11,8 +11,10 @@
 # c/a, d/a, d/b; then commit-to-JetStream latency at a steady rate of
 # single-row transactions (p50/p99 from commit_ts to the stream's timestamp).
 #
-#   scripts/bench.sh [--rows N] [--latency-seconds S] [--latency-rate R]
+#   scripts/bench.sh [--rows N] [--latency-seconds S] [--latency-rate R] [--profile DIR]
 #
+# --profile DIR records the daemon of (c) and (d) with `perf record -g` into
+# DIR/c.perf.data and DIR/d.perf.data (read them with `perf report -i`).
 # Not a test: numbers are noisy on shared machines. `--rows 2000
 # --latency-seconds 2` is the smoke run scripts/test.sh does.
 set -euo pipefail
@@ -22,12 +24,14 @@ cd "$(dirname "$0")/.."
 rows=500000
 latency_seconds=10
 latency_rate=1000
+profile=
 while [ $# -gt 0 ]; do
     case $1 in
         --rows) rows=$2; shift 2 ;;
         --latency-seconds) latency_seconds=$2; shift 2 ;;
         --latency-rate) latency_rate=$2; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --profile) profile=$(realpath -m "$2"); mkdir -p "$profile"; shift 2 ;;
+        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -135,6 +139,12 @@ run_daemon() {
         "$bin" --connection "$conn" --slot "$slot" --publication bench_pub \
         --status-interval 1s --log-level info "$@" >/dev/null 2>"$work/$name.log" &
     timed=$!
+    local perf=
+    if [ -n "$profile" ]; then
+        sleep 0.2
+        perf record -q -F 1999 -g -o "$profile/$name.perf.data" -p "$(pgrep -P "$timed")" 2>"$profile/$name.perf.log" &
+        perf=$!
+    fi
     # Wait server-side (one backend, no client polling loop) for the confirmation.
     sql -c "DO \$\$ BEGIN
         WHILE (SELECT coalesce(confirmed_flush_lsn < '$end_lsn', true) FROM pg_replication_slots WHERE slot_name = '$slot') LOOP
@@ -156,6 +166,7 @@ run_daemon() {
     [ -n "$child" ] && kill -INT "$child"
     wait "$timed" || { cat "$work/$name.log" >&2; exit 1; }
     timed=
+    [ -z "$perf" ] || wait "$perf" || true
     elapsed=$(echo "$end - $start" | bc)
     read -r user sys rss_kb <"$work/$name.time"
     cpu=$(echo "$user + $sys" | bc)
