@@ -4,7 +4,8 @@
 //!   messages of SIZE bytes to a fresh stream, each with a unique
 //!   `Nats-Msg-Id` (as the daemon sends them, so the server does the same
 //!   dedup work), keeping up to WINDOW (default 4096, the daemon's default)
-//!   awaiting their ack, and waits for every ack.
+//!   awaiting their ack, and waits for every ack. With `BENCH_PG_HEADERS`
+//!   set in the environment it also sends the daemon's seven `Pg-*` headers.
 //! - `sizes URL STREAM`: prints `<messages> <payload bytes>` of a stream.
 //! - `latency URL STREAM`: for every `commit` event in the stream, the time
 //!   from its `commit_ts` to the stream's timestamp of the message; prints
@@ -76,6 +77,7 @@ async fn publish(
     body.extend_from_slice(b"\"}");
     let payload = Bytes::from(body);
 
+    let pg_headers = std::env::var_os("BENCH_PG_HEADERS").is_some();
     let started = Instant::now();
     let mut acks = VecDeque::with_capacity(window);
     for i in 0..count {
@@ -89,6 +91,20 @@ async fn publish(
             async_nats::header::NATS_MESSAGE_ID,
             format!("bench:{i}").as_str(),
         );
+        if pg_headers {
+            // The daemon's Pg-* headers, with values of typical length.
+            for (name, value) in [
+                ("Pg-Op", "insert"),
+                ("Pg-Schema", "public"),
+                ("Pg-Table", "bench_rows"),
+                ("Pg-Lsn", "0/16B3700"),
+                ("Pg-Commit-Lsn", "0/16B3748"),
+                ("Pg-Xid", "734"),
+                ("Pg-Commit-Ts", "2024-02-29T13:14:15.123456Z"),
+            ] {
+                headers.insert(name, value);
+            }
+        }
         let ack = context
             .publish_with_headers(subject.clone(), headers, payload.clone())
             .await?;

@@ -11,8 +11,12 @@
 # c/a, d/a, d/b; then commit-to-JetStream latency at a steady rate of
 # single-row transactions (p50/p99 from commit_ts to the stream's timestamp).
 #
-#   scripts/bench.sh [--rows N] [--latency-seconds S] [--latency-rate R] [--profile DIR]
+#   scripts/bench.sh [--rows N] [--latency-seconds S] [--latency-rate R]
+#                    [--daemon-args "ARGS"] [--daemon-env "K=V ..."] [--profile DIR]
 #
+# --daemon-args "ARGS" adds flags to the daemon in (c) and (d), for
+# experiments (e.g. "--nats-max-inflight 16384"); --daemon-env "K=V ..."
+# sets environment variables for it (e.g. "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2").
 # --profile DIR records the daemon of (c) and (d) with `perf record -g` into
 # DIR/c.perf.data and DIR/d.perf.data (read them with `perf report -i`).
 # Not a test: numbers are noisy on shared machines. `--rows 2000
@@ -25,13 +29,17 @@ rows=500000
 latency_seconds=10
 latency_rate=1000
 profile=
+daemon_args=
+daemon_env=
 while [ $# -gt 0 ]; do
     case $1 in
         --rows) rows=$2; shift 2 ;;
         --latency-seconds) latency_seconds=$2; shift 2 ;;
         --latency-rate) latency_rate=$2; shift 2 ;;
+        --daemon-args) daemon_args=$2; shift 2 ;;
+        --daemon-env) daemon_env=$2; shift 2 ;;
         --profile) profile=$(realpath -m "$2"); mkdir -p "$profile"; shift 2 ;;
-        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -135,9 +143,10 @@ run_daemon() {
     local name=$1 slot=$2; shift 2
     local start end child
     start=$(date +%s.%N)
+    # shellcheck disable=SC2086 # word splitting of the experiment options is wanted
     /usr/bin/time -f '%U %S %M' -o "$work/$name.time" \
-        "$bin" --connection "$conn" --slot "$slot" --publication bench_pub \
-        --status-interval 1s --log-level info "$@" >/dev/null 2>"$work/$name.log" &
+        env $daemon_env "$bin" --connection "$conn" --slot "$slot" --publication bench_pub \
+        --status-interval 1s --log-level info $daemon_args "$@" >/dev/null 2>"$work/$name.log" &
     timed=$!
     local perf=
     if [ -n "$profile" ]; then

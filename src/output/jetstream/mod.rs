@@ -151,8 +151,8 @@ impl OutputTarget for JetStreamOutput {
 
     async fn write(&mut self, event: Event<'_>) -> Result<(), OutputError> {
         let message = Outgoing {
-            subject: self.subjects.for_change(event.change),
-            headers: self.ids.headers(event.change),
+            subject: self.subjects.for_change(event.change).into(),
+            headers: self.ids.fields(event.change),
             payload: Bytes::copy_from_slice(event.json),
         };
         self.send(Item::Publish(message)).await

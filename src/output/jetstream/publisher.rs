@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::context::PublishError;
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::Context;
-use async_nats::HeaderMap;
+use async_nats::Subject;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::headers::HeaderFields;
 use crate::lsn::Lsn;
 
 /// First delay before re-publishing after consecutive failures; doubled up to [`MAX_BACKOFF`].
@@ -29,8 +30,10 @@ const QUIET: Duration = Duration::from_secs(10);
 /// One event ready to publish.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
-    pub subject: String,
-    pub headers: HeaderMap,
+    /// Cheap to clone (shared bytes), as the payload is.
+    pub subject: Subject,
+    /// The headers are built from these at each publish, so a retry sends the same ones.
+    pub headers: HeaderFields,
     pub payload: Bytes,
 }
 
@@ -137,7 +140,7 @@ async fn publish(context: &Context, message: &Outgoing) -> AckFuture {
     let result = context
         .publish_with_headers(
             message.subject.clone(),
-            message.headers.clone(),
+            message.headers.to_headers(),
             message.payload.clone(),
         )
         .await;
