@@ -27,6 +27,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// A first failure is logged only if none was in this long.
 const QUIET: Duration = Duration::from_secs(10);
 
+/// Most events the output hands over in one batch.
+pub const BATCH: usize = 64;
+
 /// One event ready to publish.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
@@ -62,36 +65,49 @@ pub struct Shared {
 }
 
 /// Run until the sender side is dropped and every queued event is acknowledged.
+///
+/// Items arrive in batches (the output sends one per transaction, or per
+/// [`BATCH`] events of a large one) so that the two tasks wake each other once
+/// per batch rather than once per event; a batch is published as the window
+/// allows.
 pub async fn run(
     context: Context,
-    mut items: mpsc::Receiver<Item>,
+    mut items: mpsc::Receiver<Vec<Item>>,
     max_inflight: usize,
     shared: Arc<Shared>,
 ) {
+    let mut staged: VecDeque<Item> = VecDeque::new();
     let mut window: VecDeque<Slot> = VecDeque::new();
     let mut pending = 0usize;
     let mut failures = 0u32;
     let mut last_warning: Option<Instant> = None;
     let mut open = true;
     loop {
-        // Commit markers at the front are fully acknowledged.
-        while let Some(Slot::Commit(end)) = window.front() {
-            shared.durable.fetch_max(end.0, Ordering::Release);
-            window.pop_front();
-        }
-        shared.inflight.store(pending as u64, Ordering::Relaxed);
-        if !open && window.is_empty() {
-            return;
-        }
-        let can_take = open && pending < max_inflight;
-        tokio::select! {
-            item = items.recv(), if can_take => match item {
+        // Received items, in order, as far as the window has room.
+        while pending < max_inflight || matches!(staged.front(), Some(Item::Commit(_))) {
+            match staged.pop_front() {
                 Some(Item::Publish(message)) => {
                     let ack = publish(&context, &message).await;
                     window.push_back(Slot::Pending { message, ack });
                     pending += 1;
                 }
                 Some(Item::Commit(end)) => window.push_back(Slot::Commit(end)),
+                None => break,
+            }
+        }
+        // Commit markers at the front are fully acknowledged.
+        while let Some(Slot::Commit(end)) = window.front() {
+            shared.durable.fetch_max(end.0, Ordering::Release);
+            window.pop_front();
+        }
+        shared.inflight.store(pending as u64, Ordering::Relaxed);
+        if !open && window.is_empty() && staged.is_empty() {
+            return;
+        }
+        let can_take = open && staged.is_empty();
+        tokio::select! {
+            batch = items.recv(), if can_take => match batch {
+                Some(batch) => staged.extend(batch),
                 None => open = false,
             },
             result = front_ack(&mut window), if pending > 0 => match result {
