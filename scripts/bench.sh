@@ -47,10 +47,12 @@ case $rows in ''|*[!0-9]*|0) echo "--rows must be a positive integer" >&2; exit 
 
 ensure_postgres
 ensure_nats_server
-if [ ! -x /usr/bin/time ]; then
-    echo "Installing GNU time (apt-get)..." >&2
-    as_root apt-get install -y -qq time >/dev/null
-fi
+for tool in /usr/bin/time:time bc:bc pgrep:procps; do
+    if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
+        echo "Installing ${tool#*:} (apt-get)..." >&2
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${tool#*:}" >/dev/null
+    fi
+done
 echo "== building (release)" >&2
 cargo build --quiet --release --locked --bin pgoutput-stream --example bench_nats
 bin=$PWD/target/release/pgoutput-stream
@@ -160,7 +162,15 @@ run_daemon() {
             PERFORM pg_sleep(0.01);
         END LOOP; END \$\$" &
     local waiter=$!
+    # Generous: a stuck run must not hang the test suite's smoke run.
+    local deadline=$((SECONDS + 120 + rows / 1000))
     while kill -0 "$waiter" 2>/dev/null; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            kill "$waiter" 2>/dev/null || true
+            cat "$work/$name.log" >&2
+            echo "pgoutput-stream ($name) did not confirm $end_lsn in time" >&2
+            exit 1
+        fi
         if ! kill -0 "$timed" 2>/dev/null; then
             kill "$waiter" 2>/dev/null || true
             cat "$work/$name.log" >&2
@@ -247,10 +257,10 @@ for k in a b c d; do
         "$(rate "$rows" "${R_ELAPSED[$k]}")" "$(mb "$(rate "${R_BYTES[$k]}" "${R_ELAPSED[$k]}")")" \
         "${R_ELAPSED[$k]}" "${R_CPU[$k]}" "$((R_RSS[$k] / 1024))"
 done
-ratio() { echo "scale=2; ${R_ELAPSED[$2]} / ${R_ELAPSED[$1]}" | bc; }
+ratio() { printf '%.2f' "$(echo "scale=4; ${R_ELAPSED[$2]} / ${R_ELAPSED[$1]}" | bc)"; }
 printf '\nrows/s ratios: c/a = %s (target >= 1.3), d/a = %s (>= 1.0), d/b = %s (>= 0.6)\n' \
     "$(ratio c a)" "$(ratio d a)" "$(ratio d b)"
 printf 'daemon CPU per 100,000 events in (c): %s core-seconds (target <= 0.5)\n' \
-    "$(echo "scale=2; ${R_CPU[c]} * 100000 / $events" | bc)"
+    "$(printf '%.2f' "$(echo "scale=4; ${R_CPU[c]} * 100000 / $events" | bc)")"
 printf 'latency at %s tx/s for %s s, commit_ts to JetStream timestamp of the commit event: p50 %s ms, p99 %s ms, max %s ms over %s transactions (targets p50 <= 5, p99 <= 25)\n' \
     "$latency_rate" "$latency_seconds" "$p50" "$p99" "$pmax" "$commits"
