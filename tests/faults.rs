@@ -212,8 +212,14 @@ fn a_million_row_transaction_streams_through_in_bounded_memory() {
     let peak = peak_rss(daemon.pid());
     eprintln!("peak RSS of the daemon: {:.1} MB", peak as f64 / 1e6);
     assert!(peak < 150_000_000, "peak RSS {peak} bytes");
-    assert_eq!(nats.message_count_on(STREAM, "postgres.public.t.insert"), 1_000_000);
-    assert_eq!(nats.message_count_on(STREAM, "postgres.transactions.commit.event"), 1);
+    assert_eq!(
+        nats.message_count_on(STREAM, "postgres.public.t.insert"),
+        1_000_000
+    );
+    assert_eq!(
+        nats.message_count_on(STREAM, "postgres.transactions.commit.event"),
+        1
+    );
     // The server may describe the table again in the middle (e.g. after an ANALYZE
     // invalidated its cache entry), so relation events are not counted exactly.
 }

@@ -7,6 +7,8 @@
 //! text as a JSON string. Whatever the bytes, the output is valid JSON: a
 //! value that does not look as its type promises falls back to a string.
 
+mod embedded;
+
 use postgres_types::{Kind, Type};
 
 const BOOL: u32 = 16;
@@ -53,8 +55,7 @@ pub(crate) fn class_of(type_oid: u32) -> ValueClass {
 ///
 /// SQL NULL never gets here (the caller writes `null`). Arrays whose element
 /// type Postgres does not know built in (enum or domain arrays) are strings,
-/// as are malformed array literals and invalid json; json nested deeper than
-/// serde_json's limit (128) is also kept as a string.
+/// as are malformed array literals and invalid json.
 pub fn write_value(type_oid: u32, text: &[u8], out: &mut Vec<u8>) {
     match type_oid {
         // The common scalar types skip the catalogue lookup.
@@ -223,57 +224,11 @@ fn is_json_number(text: &[u8]) -> bool {
 /// `serde_json::Value`, so key order, duplicate keys and number precision stay
 /// exactly as stored. Raw newlines cannot occur inside valid JSON strings.
 fn write_embedded_json(text: &[u8], out: &mut Vec<u8>) {
-    let valid = std::str::from_utf8(text)
-        .is_ok_and(|s| serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok())
-        && !has_lone_surrogate(text);
-    if !valid {
-        return write_json_string(text, out);
+    let start = out.len();
+    if !embedded::minify(text, out) {
+        out.truncate(start);
+        write_json_string(text, out);
     }
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in text {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
-            continue;
-        } else if b == b'"' {
-            in_string = true;
-        }
-        out.push(b);
-    }
-}
-
-/// Whether a `\uD800`..`\uDFFF` escape is not part of a surrogate pair:
-/// serde_json's validation lets it through but most parsers, serde_json's
-/// own `Value` included, reject the document.
-fn has_lone_surrogate(json: &[u8]) -> bool {
-    let mut high_pending = false;
-    let mut i = 0;
-    // Backslashes occur only inside strings of valid JSON, so no need to track strings.
-    while let Some(&b) = json.get(i) {
-        let unit = (b == b'\\' && json.get(i + 1) == Some(&b'u'))
-            .then(|| json.get(i + 2..i + 6))
-            .flatten()
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u16::from_str_radix(hex, 16).ok());
-        let is_low = unit.is_some_and(|u| (0xDC00..=0xDFFF).contains(&u));
-        if high_pending != is_low {
-            return true;
-        }
-        high_pending = unit.is_some_and(|u| (0xD800..=0xDBFF).contains(&u));
-        i += match (b, unit) {
-            (_, Some(_)) => 6,
-            (b'\\', None) => 2,
-            _ => 1,
-        };
-    }
-    high_pending
 }
 
 /// An array literal (`{1,2}`, `{{"a",NULL}}`, `[0:1]={7,8}`) as a JSON array,

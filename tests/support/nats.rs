@@ -211,7 +211,10 @@ impl TestNats {
             let Ok(stream) = js.get_stream(stream).await else {
                 return 0;
             };
-            let mut subjects = stream.info_with_subjects(subject).await.expect("stream info");
+            let mut subjects = stream
+                .info_with_subjects(subject)
+                .await
+                .expect("stream info");
             let mut count = 0;
             while let Some(Ok((name, n))) = subjects.next().await {
                 if name == subject {

@@ -12,11 +12,23 @@
 //! (e.g. before its first change, as in every new session) a new one.
 //! Non-transactional messages get `<slot>:<lsn>:m`.
 
+use std::sync::Arc;
+
+use async_nats::header::{HeaderName, NATS_MESSAGE_ID};
 use async_nats::HeaderMap;
 
 use super::subject::push_token;
-use crate::change::{time, Change, TxInfo};
+use crate::change::json::{write_lsn, write_uint};
+use crate::change::{time, Change, Table, TxInfo};
 use crate::lsn::Lsn;
+
+const PG_OP: HeaderName = HeaderName::from_static("Pg-Op");
+const PG_SCHEMA: HeaderName = HeaderName::from_static("Pg-Schema");
+const PG_TABLE: HeaderName = HeaderName::from_static("Pg-Table");
+const PG_LSN: HeaderName = HeaderName::from_static("Pg-Lsn");
+const PG_COMMIT_LSN: HeaderName = HeaderName::from_static("Pg-Commit-Lsn");
+const PG_XID: HeaderName = HeaderName::from_static("Pg-Xid");
+const PG_COMMIT_TS: HeaderName = HeaderName::from_static("Pg-Commit-Ts");
 
 /// Numbers the events of the current transaction.
 #[derive(Debug)]
@@ -24,6 +36,62 @@ pub struct MessageIds {
     slot: String,
     current: Option<TxInfo>,
     next_index: u32,
+    /// Header tokens of the table of the previous event: rows of one table
+    /// usually follow each other, so they are encoded once, not per event.
+    last_table: Option<Arc<TableTokens>>,
+}
+
+/// A table's schema and name as they were and as header tokens.
+#[derive(Debug)]
+struct TableTokens {
+    schema: String,
+    name: String,
+    schema_token: String,
+    name_token: String,
+}
+
+/// What an event's headers are made of, kept (instead of a `HeaderMap`) with
+/// each event awaiting its ack: the headers are built from it whenever the
+/// event is published, the first time and on every retry, identically.
+#[derive(Debug, Clone)]
+pub struct HeaderFields {
+    id: String,
+    op: &'static str,
+    table: Option<Arc<TableTokens>>,
+    lsn: Option<Lsn>,
+    tx: Option<TxInfo>,
+}
+
+impl HeaderFields {
+    /// The message headers: `Nats-Msg-Id` and the `Pg-*` headers.
+    pub fn to_headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(NATS_MESSAGE_ID, self.id.as_str());
+        headers.insert(PG_OP, self.op);
+        if let Some(table) = &self.table {
+            headers.insert(PG_SCHEMA, table.schema_token.as_str());
+            headers.insert(PG_TABLE, table.name_token.as_str());
+        }
+        let mut buf = Vec::with_capacity(32);
+        let mut text = |write: &dyn Fn(&mut Vec<u8>)| {
+            buf.clear();
+            write(&mut buf);
+            // Only ASCII digits, letters and punctuation are ever written.
+            String::from_utf8_lossy(&buf).into_owned()
+        };
+        if let Some(lsn) = self.lsn {
+            headers.insert(PG_LSN, text(&|b| write_lsn(lsn, b)));
+        }
+        if let Some(tx) = self.tx {
+            headers.insert(PG_COMMIT_LSN, text(&|b| write_lsn(tx.commit_lsn, b)));
+            headers.insert(PG_XID, text(&|b| write_uint(u64::from(tx.xid), b)));
+            headers.insert(
+                PG_COMMIT_TS,
+                text(&|b| time::write_rfc3339(tx.commit_ts, b)),
+            );
+        }
+        headers
+    }
 }
 
 impl MessageIds {
@@ -32,30 +100,41 @@ impl MessageIds {
             slot: slot.to_owned(),
             current: None,
             next_index: 0,
+            last_table: None,
         }
     }
 
     /// The headers of `change`, which must be the next event of the stream.
+    #[cfg(test)]
     pub fn headers(&mut self, change: &Change) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        let id = self.next_id(change);
-        headers.insert(async_nats::header::NATS_MESSAGE_ID, id);
-        headers.insert("Pg-Op", change.op());
-        if let Some(table) = change.table() {
-            headers.insert("Pg-Schema", token(&table.schema));
-            headers.insert("Pg-Table", token(&table.name));
+        self.fields(change).to_headers()
+    }
+
+    /// What the headers of `change` are made of; `change` must be the next event of the stream.
+    pub fn fields(&mut self, change: &Change) -> HeaderFields {
+        HeaderFields {
+            id: self.next_id(change),
+            op: change.op(),
+            table: change.table().map(|table| self.tokens(table)),
+            lsn: event_lsn(change),
+            tx: tx_of(change).copied(),
         }
-        if let Some(lsn) = event_lsn(change) {
-            headers.insert("Pg-Lsn", lsn.to_string());
+    }
+
+    fn tokens(&mut self, table: &Table) -> Arc<TableTokens> {
+        match &self.last_table {
+            Some(last) if last.schema == table.schema && last.name == table.name => last.clone(),
+            _ => {
+                let tokens = Arc::new(TableTokens {
+                    schema: table.schema.clone(),
+                    name: table.name.clone(),
+                    schema_token: token(&table.schema),
+                    name_token: token(&table.name),
+                });
+                self.last_table = Some(tokens.clone());
+                tokens
+            }
         }
-        if let Some(tx) = tx_of(change) {
-            headers.insert("Pg-Commit-Lsn", tx.commit_lsn.to_string());
-            headers.insert("Pg-Xid", tx.xid.to_string());
-            let mut ts = Vec::with_capacity(32);
-            time::write_rfc3339(tx.commit_ts, &mut ts);
-            headers.insert("Pg-Commit-Ts", String::from_utf8_lossy(&ts).into_owned());
-        }
-        headers
     }
 
     fn next_id(&mut self, change: &Change) -> String {

@@ -26,7 +26,7 @@ use crate::config::NatsArgs;
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
 use headers::MessageIds;
-use publisher::{Item, Outgoing, Shared};
+use publisher::{Item, Outgoing, Shared, BATCH};
 use subject::{PrefixError, Subjects};
 
 const TARGET: &str = "jetstream";
@@ -73,7 +73,9 @@ impl JetStreamSetupError {
 pub struct JetStreamOutput {
     subjects: Subjects,
     ids: MessageIds,
-    items: Option<mpsc::Sender<Item>>,
+    items: Option<mpsc::Sender<Vec<Item>>>,
+    /// Items not yet handed to the task: sent at each commit or when [`BATCH`] long.
+    batch: Vec<Item>,
     shared: Arc<Shared>,
     task: Option<JoinHandle<()>>,
     client: async_nats::Client,
@@ -125,8 +127,9 @@ impl JetStreamOutput {
         metrics.set_nats_connected(true);
 
         let shared = Arc::new(Shared::default());
-        // The channel is small: the window in the task bounds what is in flight.
-        let (tx, rx) = mpsc::channel(256);
+        // The channel is small (up to 4 × BATCH events): the window in the
+        // task bounds what is in flight.
+        let (tx, rx) = mpsc::channel(4);
         let task = tokio::spawn(publisher::run(
             context,
             rx,
@@ -138,6 +141,7 @@ impl JetStreamOutput {
             subjects,
             ids: MessageIds::new(slot),
             items: Some(tx),
+            batch: Vec::with_capacity(BATCH + 1),
             shared,
             task: Some(task),
             max_payload: client.server_info().max_payload,
@@ -150,13 +154,27 @@ impl JetStreamOutput {
         self.shared.inflight.load(Ordering::Relaxed)
     }
 
+    /// Queue `item`; hand the batch to the task at a commit or when it is full.
     async fn send(&mut self, item: Item) -> Result<(), OutputError> {
+        let ends_unit = matches!(item, Item::Commit(_));
+        self.batch.push(item);
+        if ends_unit || self.batch.len() >= BATCH {
+            self.flush_batch().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush_batch(&mut self) -> Result<(), OutputError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
         let failed = || OutputError::Failed {
             target: TARGET,
             message: "the publishing task ended".into(),
         };
         let items = self.items.as_ref().ok_or_else(failed)?;
-        items.send(item).await.map_err(|_| failed())
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH + 1));
+        items.send(batch).await.map_err(|_| failed())
     }
 }
 
@@ -183,8 +201,8 @@ impl OutputTarget for JetStreamOutput {
             });
         }
         let message = Outgoing {
-            subject: self.subjects.for_change(event.change),
-            headers: self.ids.headers(event.change),
+            subject: self.subjects.for_change(event.change).into(),
+            headers: self.ids.fields(event.change),
             payload: Bytes::copy_from_slice(event.json),
         };
         self.send(Item::Publish(message)).await
@@ -198,7 +216,17 @@ impl OutputTarget for JetStreamOutput {
         Lsn(self.shared.durable.load(Ordering::Acquire))
     }
 
+    fn discard_uncommitted(&mut self) {
+        // The batch holds only events after the last commit (it is handed over at each).
+        self.batch.clear();
+    }
+
     async fn close(&mut self) -> Result<(), OutputError> {
+        // Events after the last commit are published too (they will be sent
+        // again after a restart; the dedup window drops the copies).
+        if let Err(err) = self.flush_batch().await {
+            debug!(message = "Could not hand the last events to the publishing task.", error = %err);
+        }
         // Dropping the sender lets the task finish the window and end.
         self.items = None;
         if let Some(mut task) = self.task.take() {

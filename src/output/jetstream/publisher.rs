@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::context::PublishError;
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::Context;
-use async_nats::HeaderMap;
+use async_nats::Subject;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::headers::HeaderFields;
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
 
@@ -31,11 +32,16 @@ const MAX_INFLIGHT_BYTES: usize = 64 << 20;
 /// A first failure is logged only if none was in this long.
 const QUIET: Duration = Duration::from_secs(10);
 
+/// Most events the output hands over in one batch.
+pub const BATCH: usize = 64;
+
 /// One event ready to publish.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
-    pub subject: String,
-    pub headers: HeaderMap,
+    /// Cheap to clone (shared bytes), as the payload is.
+    pub subject: Subject,
+    /// The headers are built from these at each publish, so a retry sends the same ones.
+    pub headers: HeaderFields,
     pub payload: Bytes,
 }
 
@@ -64,13 +70,19 @@ pub struct Shared {
 }
 
 /// Run until the sender side is dropped and every queued event is acknowledged.
+///
+/// Items arrive in batches (the output sends one per transaction, or per
+/// [`BATCH`] events of a large one) so that the two tasks wake each other once
+/// per batch rather than once per event; a batch is published as the window
+/// allows.
 pub async fn run(
     context: Context,
-    mut items: mpsc::Receiver<Item>,
+    mut items: mpsc::Receiver<Vec<Item>>,
     max_inflight: usize,
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
 ) {
+    let mut staged: VecDeque<Item> = VecDeque::new();
     let mut window: VecDeque<Slot> = VecDeque::new();
     let mut pending = 0usize;
     let mut pending_bytes = 0usize;
@@ -78,19 +90,11 @@ pub async fn run(
     let mut last_warning: Option<Instant> = None;
     let mut open = true;
     loop {
-        // Commit markers at the front are fully acknowledged.
-        while let Some(Slot::Commit(end)) = window.front() {
-            shared.durable.fetch_max(end.0, Ordering::Release);
-            window.pop_front();
-        }
-        shared.inflight.store(pending as u64, Ordering::Relaxed);
-        metrics.inflight.set(pending as i64);
-        if !open && window.is_empty() {
-            return;
-        }
-        let can_take = open && pending < max_inflight && pending_bytes < MAX_INFLIGHT_BYTES;
-        tokio::select! {
-            item = items.recv(), if can_take => match item {
+        // Received items, in order, as far as the window has room.
+        while (pending < max_inflight && pending_bytes < MAX_INFLIGHT_BYTES)
+            || matches!(staged.front(), Some(Item::Commit(_)))
+        {
+            match staged.pop_front() {
                 Some(Item::Publish(message)) => {
                     metrics.bytes_published.inc_by(message.payload.len() as u64);
                     let ack = publish(&context, &message).await;
@@ -99,6 +103,23 @@ pub async fn run(
                     pending += 1;
                 }
                 Some(Item::Commit(end)) => window.push_back(Slot::Commit(end)),
+                None => break,
+            }
+        }
+        // Commit markers at the front are fully acknowledged.
+        while let Some(Slot::Commit(end)) = window.front() {
+            shared.durable.fetch_max(end.0, Ordering::Release);
+            window.pop_front();
+        }
+        shared.inflight.store(pending as u64, Ordering::Relaxed);
+        metrics.inflight.set(pending as i64);
+        if !open && window.is_empty() && staged.is_empty() {
+            return;
+        }
+        let can_take = open && staged.is_empty();
+        tokio::select! {
+            batch = items.recv(), if can_take => match batch {
+                Some(batch) => staged.extend(batch),
                 None => open = false,
             },
             result = front_ack(&mut window), if pending > 0 => match result {
@@ -180,7 +201,7 @@ async fn publish(context: &Context, message: &Outgoing) -> AckFuture {
     let result = context
         .publish_with_headers(
             message.subject.clone(),
-            message.headers.clone(),
+            message.headers.to_headers(),
             message.payload.clone(),
         )
         .await;

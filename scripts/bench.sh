@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# End-to-end benchmark on one machine (see docs/performance.md): a throwaway
+# PostgreSQL and nats-server, N prefilled rows of a 5-column table in
+# 1,000-row transactions, identical slots at the same LSN, then
+#   (a) pg_recvlogical (pgoutput) reading the slot to the end LSN into /dev/null,
+#   (b) a raw async-nats publisher (examples/bench_nats.rs) storing N messages
+#       of our events' average size in JetStream, with async acks,
+#   (c) pgoutput-stream, stdout to /dev/null,
+#   (d) pgoutput-stream --no-stdout to JetStream,
+# and one table of rows/s, MB/s, CPU seconds and peak RSS, with the ratios
+# c/a, d/a, d/b; then commit-to-JetStream latency at a steady rate of
+# single-row transactions (p50/p99 from commit_ts to the stream's timestamp).
+#
+#   scripts/bench.sh [--rows N] [--latency-seconds S] [--latency-rate R]
+#                    [--daemon-args "ARGS"] [--daemon-env "K=V ..."] [--profile DIR]
+#
+# --daemon-args "ARGS" adds flags to the daemon in (c) and (d), for
+# experiments (e.g. "--nats-max-inflight 16384"); --daemon-env "K=V ..."
+# sets environment variables for it (e.g. "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2").
+# --profile DIR records the daemon of (c) and (d) with `perf record -g` into
+# DIR/c.perf.data and DIR/d.perf.data (read them with `perf report -i`).
+# Not a test: numbers are noisy on shared machines. `--rows 2000
+# --latency-seconds 2` is the smoke run scripts/test.sh does.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/common.sh
+
+rows=500000
+latency_seconds=10
+latency_rate=1000
+profile=
+daemon_args=
+daemon_env=
+while [ $# -gt 0 ]; do
+    case $1 in
+        --rows) rows=$2; shift 2 ;;
+        --latency-seconds) latency_seconds=$2; shift 2 ;;
+        --latency-rate) latency_rate=$2; shift 2 ;;
+        --daemon-args) daemon_args=$2; shift 2 ;;
+        --daemon-env) daemon_env=$2; shift 2 ;;
+        --profile) profile=$(realpath -m "$2"); mkdir -p "$profile"; shift 2 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+case $rows in ''|*[!0-9]*|0) echo "--rows must be a positive integer" >&2; exit 2 ;; esac
+
+ensure_postgres
+ensure_nats_server
+for tool in /usr/bin/time:time bc:bc pgrep:procps; do
+    if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
+        echo "Installing ${tool#*:} (apt-get)..." >&2
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${tool#*:}" >/dev/null
+    fi
+done
+echo "== building (release)" >&2
+cargo build --quiet --release --locked --bin pgoutput-stream --example bench_nats
+bin=$PWD/target/release/pgoutput-stream
+bench_nats=$PWD/target/release/examples/bench_nats
+bindir=$(pg_bindir)
+
+work=$(mktemp -d /tmp/pgoutput-stream-bench.XXXXXX)
+chmod 755 "$work"
+port=$(free_port)
+nats_port=$(free_port)
+nats=
+timed=
+cleanup() {
+    [ -n "$timed" ] && kill "$timed" 2>/dev/null && wait "$timed" 2>/dev/null
+    [ -n "$nats" ] && kill "$nats" 2>/dev/null && wait "$nats" 2>/dev/null
+    stop_postgres "$work"
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+start_postgres "$work/pg" "$port"
+conn="host=127.0.0.1 port=$port user=postgres dbname=postgres"
+sql() { "$bindir/psql" -X -q -A -t -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
+sql -c "ALTER SYSTEM SET max_wal_size = '4GB'" -c "SELECT pg_reload_conf()" >/dev/null
+
+nats_url=nats://127.0.0.1:$nats_port
+nats-server -a 127.0.0.1 -p "$nats_port" -js --store_dir "$work/nats" >"$work/nats.log" 2>&1 &
+nats=$!
+for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break
+    sleep 0.1
+done
+
+echo "== prefilling $rows rows in 1,000-row transactions" >&2
+sql <<'SQL'
+CREATE TABLE bench_rows (
+    id bigint PRIMARY KEY,
+    name text NOT NULL,
+    amount numeric(12,2) NOT NULL,
+    payload jsonb NOT NULL,
+    created_at timestamptz NOT NULL
+);
+CREATE PUBLICATION bench_pub FOR TABLE bench_rows;
+SELECT 1 FROM pg_create_logical_replication_slot('bench_a', 'pgoutput') \g /dev/null
+-- Copies start at exactly the same LSN as the original.
+SELECT 1 FROM pg_copy_logical_replication_slot('bench_a', 'bench_c') \g /dev/null
+SELECT 1 FROM pg_copy_logical_replication_slot('bench_a', 'bench_d') \g /dev/null
+SELECT 1 FROM pg_copy_logical_replication_slot('bench_a', 'bench_bytes') \g /dev/null
+SQL
+start_fill=$(date +%s.%N)
+sql -v rows="$rows" <<'SQL'
+CREATE PROCEDURE bench_fill(total bigint) LANGUAGE plpgsql AS $$
+DECLARE first bigint := 1;
+BEGIN
+    WHILE first <= total LOOP
+        INSERT INTO bench_rows
+        SELECT i,
+               'customer-' || lpad(i::text, 8, '0') || '-with-a-name-of-usual-length',
+               (i % 100000) / 7.0,
+               jsonb_build_object('kind', 'order', 'items', jsonb_build_array(i % 7, i % 11, i % 13),
+                                  'flags', jsonb_build_object('paid', i % 2 = 0, 'gift', false),
+                                  'note', rpad('note ' || i, 120, ' lorem ipsum')),
+               timestamptz '2024-01-01 00:00:00+00' + i * interval '1 second'
+        FROM generate_series(first, least(first + 999, total)) AS i;
+        COMMIT;
+        first := first + 1000;
+    END LOOP;
+END $$;
+CALL bench_fill(:rows);
+SQL
+end_lsn=$(sql -c "SELECT pg_current_wal_lsn()")
+row_text_bytes=$(sql -c "SELECT avg(octet_length(t::text))::int FROM bench_rows t")
+echo "   prefilled in $(echo "$(date +%s.%N) - $start_fill" | bc) s; end LSN $end_lsn; $row_text_bytes bytes per row as text" >&2
+
+# run_timed NAME CMD...: run CMD under GNU time; sets elapsed, cpu, rss_kb.
+run_timed() {
+    local name=$1; shift
+    local start end
+    start=$(date +%s.%N)
+    /usr/bin/time -f '%U %S %M' -o "$work/$name.time" "$@"
+    end=$(date +%s.%N)
+    elapsed=$(echo "$end - $start" | bc)
+    read -r user sys rss_kb <"$work/$name.time"
+    cpu=$(echo "$user + $sys" | bc)
+}
+
+# run_daemon NAME SLOT ARGS...: run pgoutput-stream on SLOT until the slot's
+# confirmed position reaches the end LSN, then SIGINT it; sets elapsed, cpu, rss_kb.
+run_daemon() {
+    local name=$1 slot=$2; shift 2
+    local start end child
+    start=$(date +%s.%N)
+    # shellcheck disable=SC2086 # word splitting of the experiment options is wanted
+    /usr/bin/time -f '%U %S %M' -o "$work/$name.time" \
+        env $daemon_env "$bin" --connection "$conn" --slot "$slot" --publication bench_pub \
+        --status-interval 1s --log-level info $daemon_args "$@" >/dev/null 2>"$work/$name.log" &
+    timed=$!
+    local perf=
+    if [ -n "$profile" ]; then
+        sleep 0.2
+        perf record -q -F 1999 -g -o "$profile/$name.perf.data" -p "$(pgrep -P "$timed")" 2>"$profile/$name.perf.log" &
+        perf=$!
+    fi
+    # Wait server-side (one backend, no client polling loop) for the confirmation.
+    sql -c "DO \$\$ BEGIN
+        WHILE (SELECT coalesce(confirmed_flush_lsn < '$end_lsn', true) FROM pg_replication_slots WHERE slot_name = '$slot') LOOP
+            PERFORM pg_sleep(0.01);
+        END LOOP; END \$\$" &
+    local waiter=$!
+    # Generous: a stuck run must not hang the test suite's smoke run.
+    local deadline=$((SECONDS + 120 + rows / 1000))
+    while kill -0 "$waiter" 2>/dev/null; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            kill "$waiter" 2>/dev/null || true
+            cat "$work/$name.log" >&2
+            echo "pgoutput-stream ($name) did not confirm $end_lsn in time" >&2
+            exit 1
+        fi
+        if ! kill -0 "$timed" 2>/dev/null; then
+            kill "$waiter" 2>/dev/null || true
+            cat "$work/$name.log" >&2
+            echo "pgoutput-stream ($name) ended before reaching $end_lsn" >&2
+            exit 1
+        fi
+        sleep 0.05
+    done
+    wait "$waiter"
+    end=$(date +%s.%N)
+    child=$(pgrep -P "$timed" || true)
+    [ -n "$child" ] && kill -INT "$child"
+    wait "$timed" || { cat "$work/$name.log" >&2; exit 1; }
+    timed=
+    [ -z "$perf" ] || wait "$perf" || true
+    elapsed=$(echo "$end - $start" | bc)
+    read -r user sys rss_kb <"$work/$name.time"
+    cpu=$(echo "$user + $sys" | bc)
+}
+
+declare -A R_ELAPSED R_CPU R_RSS R_BYTES
+
+echo "== (a) pg_recvlogical" >&2
+run_timed a "$bindir/pg_recvlogical" -h 127.0.0.1 -p "$port" -U postgres -d postgres \
+    --slot bench_a --start --endpos "$end_lsn" --no-loop \
+    -o proto_version=1 -o publication_names=bench_pub -f /dev/null
+R_ELAPSED[a]=$elapsed R_CPU[a]=$cpu R_RSS[a]=$rss_kb
+
+echo "== (c) pgoutput-stream > /dev/null" >&2
+run_daemon c bench_c
+R_ELAPSED[c]=$elapsed R_CPU[c]=$cpu R_RSS[c]=$rss_kb
+
+echo "== (d) pgoutput-stream --no-stdout --nats-server" >&2
+run_daemon d bench_d --no-stdout --nats-server "$nats_url" \
+    --nats-max-msgs $((rows * 2 + 10000)) --nats-max-bytes $((rows * 4096 + 100000000))
+R_ELAPSED[d]=$elapsed R_CPU[d]=$cpu R_RSS[d]=$rss_kb
+
+# Sizes, outside the timed runs: the events (JSON, as stored by (d); stdout
+# adds a newline each) and the pgoutput payloads pg_recvlogical received.
+read -r events json_bytes < <("$bench_nats" sizes "$nats_url" postgres_replication)
+R_BYTES[c]=$((json_bytes + events))
+R_BYTES[d]=$json_bytes
+R_BYTES[a]=$(sql -c "SELECT sum(octet_length(data) + 1) FROM pg_logical_slot_peek_binary_changes('bench_bytes', '$end_lsn', NULL, 'proto_version', '1', 'publication_names', 'bench_pub')")
+avg_event=$((json_bytes / events))
+
+echo "== (b) raw JetStream publisher: $rows messages of $avg_event bytes" >&2
+run_timed b "$bench_nats" publish "$nats_url" bench_raw "$rows" "$avg_event" >/dev/null
+R_ELAPSED[b]=$elapsed R_CPU[b]=$cpu R_RSS[b]=$rss_kb R_BYTES[b]=$((rows * avg_event))
+
+echo "== latency: $latency_rate single-row transactions/s for $latency_seconds s" >&2
+sql -c "SELECT 1 FROM pg_create_logical_replication_slot('bench_latency', 'pgoutput')" >/dev/null
+"$bin" --connection "$conn" --slot bench_latency --publication bench_pub --no-stdout \
+    --nats-server "$nats_url" --nats-stream bench_latency --nats-subject-prefix latency \
+    --log-level info >/dev/null 2>"$work/latency.log" &
+timed=$!
+for _ in $(seq 1 100); do
+    grep -q "Streaming changes" "$work/latency.log" && break
+    sleep 0.1
+done
+sql -c "CREATE SEQUENCE latency_ids START $((rows + 1))" >/dev/null
+cat >"$work/latency.sql" <<'PGB'
+INSERT INTO bench_rows SELECT nextval('latency_ids'), 'latency-probe', 1.5, '{"note": "probe"}', now();
+PGB
+"$bindir/pgbench" -n -h 127.0.0.1 -p "$port" -U postgres -c 4 -j 2 -R "$latency_rate" -T "$latency_seconds" \
+    -f "$work/latency.sql" postgres >"$work/pgbench.log" 2>&1 || { cat "$work/pgbench.log" >&2; exit 1; }
+sleep 1
+kill -INT "$timed"; wait "$timed" || true; timed=
+read -r commits p50 p99 pmax < <("$bench_nats" latency "$nats_url" bench_latency)
+
+mb() { echo "scale=1; $1 / 1000000" | bc; }
+rate() { echo "$1 / $2" | bc; }
+printf '\n%s rows (~%s bytes per row as text), %s events, %s bytes per event on average\n\n' \
+    "$rows" "$row_text_bytes" "$events" "$avg_event"
+printf '| %-38s | %9s | %7s | %6s | %8s | %8s |\n' run "rows/s" "MB/s" "wall s" "CPU s" "peak RSS"
+printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..40})" ----------- --------- -------- ---------- ----------
+for k in a b c d; do
+    case $k in
+        a) label="(a) pg_recvlogical > /dev/null" ;;
+        b) label="(b) raw async-nats publisher" ;;
+        c) label="(c) pgoutput-stream > /dev/null" ;;
+        d) label="(d) pgoutput-stream --no-stdout, NATS" ;;
+    esac
+    printf '| %-38s | %9s | %7s | %6.2f | %8.2f | %5d MB |\n' "$label" \
+        "$(rate "$rows" "${R_ELAPSED[$k]}")" "$(mb "$(rate "${R_BYTES[$k]}" "${R_ELAPSED[$k]}")")" \
+        "${R_ELAPSED[$k]}" "${R_CPU[$k]}" "$((R_RSS[$k] / 1024))"
+done
+ratio() { printf '%.2f' "$(echo "scale=4; ${R_ELAPSED[$2]} / ${R_ELAPSED[$1]}" | bc)"; }
+printf '\nrows/s ratios: c/a = %s (target >= 1.3), d/a = %s (>= 1.0), d/b = %s (>= 0.6)\n' \
+    "$(ratio c a)" "$(ratio d a)" "$(ratio d b)"
+printf 'daemon CPU per 100,000 events in (c): %s core-seconds (target <= 0.5)\n' \
+    "$(printf '%.2f' "$(echo "scale=4; ${R_CPU[c]} * 100000 / $events" | bc)")"
+printf 'latency at %s tx/s for %s s, commit_ts to JetStream timestamp of the commit event: p50 %s ms, p99 %s ms, max %s ms over %s transactions (targets p50 <= 5, p99 <= 25)\n' \
+    "$latency_rate" "$latency_seconds" "$p50" "$p99" "$pmax" "$commits"
