@@ -71,8 +71,9 @@ fn a_terminated_backend_and_a_server_restart_are_survived_without_loss() {
     );
     pg.restart("fast");
     s.sql("INSERT INTO t SELECT generate_series(201, 300)");
+    let end = s.wal_position();
     assert_every_row_once(&nats, 300, Duration::from_secs(60));
-    s.wait_confirmed_caught_up(Duration::from_secs(30));
+    s.wait_confirmed_past(&end, Duration::from_secs(30));
     assert!(
         daemon.stderr().matches("Streaming changes").count() >= 3,
         "{}",
@@ -208,7 +209,8 @@ fn a_million_row_transaction_streams_through_in_bounded_memory() {
         ],
     );
     s.sql("INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 1000000) g");
-    s.wait_confirmed_caught_up(Duration::from_secs(600));
+    let end = s.wal_position();
+    s.wait_confirmed_past(&end, Duration::from_secs(600));
     let peak = peak_rss(daemon.pid());
     eprintln!("peak RSS of the daemon: {:.1} MB", peak as f64 / 1e6);
     assert!(peak < 150_000_000, "peak RSS {peak} bytes");
@@ -273,11 +275,13 @@ fn sigterm_waits_for_acks_within_the_timeout_confirms_only_what_was_acked_and_a_
     let args = ["--no-stdout", "--shutdown-timeout", "3s"];
     let daemon = s.start(Some(&nats), &args);
     s.sql("INSERT INTO t SELECT generate_series(1, 100)");
+    let first = s.wal_position();
     nats.wait_for_messages(STREAM, 103, Duration::from_secs(20));
-    s.wait_confirmed_caught_up(Duration::from_secs(20));
+    s.wait_confirmed_past(&first, Duration::from_secs(30));
 
     nats.pause();
     s.sql("INSERT INTO t SELECT generate_series(101, 200)");
+    let second = s.wal_position();
     std::thread::sleep(Duration::from_secs(1));
     let held = s.confirmed_flush();
     let asked = Instant::now();
@@ -298,7 +302,7 @@ fn sigterm_waits_for_acks_within_the_timeout_confirms_only_what_was_acked_and_a_
     nats.resume();
     let daemon = s.start(Some(&nats), &args);
     assert_every_row_once(&nats, 200, Duration::from_secs(60));
-    s.wait_confirmed_caught_up(Duration::from_secs(20));
+    s.wait_confirmed_past(&second, Duration::from_secs(30));
     let asked = Instant::now();
     signal(daemon.pid(), "TERM");
     let (status, stderr) = daemon.wait(Duration::from_secs(30));

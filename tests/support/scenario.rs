@@ -110,9 +110,13 @@ impl<'pg> Scenario<'pg> {
         }
     }
 
-    /// Wait until the slot's confirmed position has reached the current WAL end.
-    pub fn wait_confirmed_caught_up(&self, timeout: Duration) {
-        let target = self.sql("SELECT pg_current_wal_lsn()");
+    /// The current WAL insert position: everything written so far ends before it.
+    pub fn wal_position(&self) -> String {
+        self.sql("SELECT pg_current_wal_insert_lsn()")
+    }
+
+    /// Wait until the slot's confirmed position has reached `target`.
+    pub fn wait_confirmed_past(&self, target: &str, timeout: Duration) {
         let query = format!(
             "SELECT confirmed_flush_lsn >= '{target}' FROM pg_replication_slots WHERE slot_name = '{}'",
             self.slot
