@@ -191,7 +191,10 @@ async fn latency(url: &str, stream: &str) -> Result<(), BoxError> {
         return Err("no commit events in the stream".into());
     }
     millis.sort_by(f64::total_cmp);
-    let at = |q: f64| millis[((millis.len() - 1) as f64 * q).round() as usize];
+    let at = |q: f64| {
+        let i = ((millis.len() - 1) as f64 * q).round() as usize;
+        millis.get(i).copied().unwrap_or(f64::NAN)
+    };
     println!(
         "{} {:.2} {:.2} {:.2}",
         millis.len(),

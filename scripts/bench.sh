@@ -12,13 +12,17 @@
 # single-row transactions (p50/p99 from commit_ts to the stream's timestamp).
 #
 #   scripts/bench.sh [--rows N] [--latency-seconds S] [--latency-rate R]
-#                    [--daemon-args "ARGS"] [--daemon-env "K=V ..."] [--profile DIR]
+#                    [--daemon-args "ARGS"] [--daemon-env "K=V ..."] [--unix-socket] [--profile DIR]
+#
+# --unix-socket makes (a), (c) and (d) reach PostgreSQL through its Unix
+# socket instead of TCP on 127.0.0.1.
 #
 # --daemon-args "ARGS" adds flags to the daemon in (c) and (d), for
 # experiments (e.g. "--nats-max-inflight 16384"); --daemon-env "K=V ..."
 # sets environment variables for it (e.g. "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2").
 # --profile DIR records the daemon of (c) and (d) with `perf record -g` into
-# DIR/c.perf.data and DIR/d.perf.data (read them with `perf report -i`).
+# DIR/c.perf.data and DIR/d.perf.data, and the whole machine during (a) into
+# DIR/a.perf.data (read them with `perf report -i`); (a)'s CPU figures then include perf.
 # Not a test: numbers are noisy on shared machines. `--rows 2000
 # --latency-seconds 2` is the smoke run scripts/test.sh does.
 set -euo pipefail
@@ -31,6 +35,7 @@ latency_rate=1000
 profile=
 daemon_args=
 daemon_env=
+unix_socket=
 while [ $# -gt 0 ]; do
     case $1 in
         --rows) rows=$2; shift 2 ;;
@@ -38,6 +43,7 @@ while [ $# -gt 0 ]; do
         --latency-rate) latency_rate=$2; shift 2 ;;
         --daemon-args) daemon_args=$2; shift 2 ;;
         --daemon-env) daemon_env=$2; shift 2 ;;
+        --unix-socket) unix_socket=1; shift ;;
         --profile) profile=$(realpath -m "$2"); mkdir -p "$profile"; shift 2 ;;
         -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
@@ -74,7 +80,9 @@ cleanup() {
 trap cleanup EXIT
 
 start_postgres "$work/pg" "$port"
-conn="host=127.0.0.1 port=$port user=postgres dbname=postgres"
+pg_host=127.0.0.1
+[ -z "$unix_socket" ] || pg_host=$work/pg
+conn="host=$pg_host port=$port user=postgres dbname=postgres"
 sql() { "$bindir/psql" -X -q -A -t -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
 sql -c "ALTER SYSTEM SET max_wal_size = '4GB'" -c "SELECT pg_reload_conf()" >/dev/null
 
@@ -194,7 +202,10 @@ run_daemon() {
 declare -A R_ELAPSED R_CPU R_RSS R_BYTES
 
 echo "== (a) pg_recvlogical" >&2
-run_timed a "$bindir/pg_recvlogical" -h 127.0.0.1 -p "$port" -U postgres -d postgres \
+# With --profile, the whole machine is recorded during (a) (the walsender is the interesting part).
+a_prefix=()
+[ -z "$profile" ] || a_prefix=(perf record -q -a -g -o "$profile/a.perf.data" --)
+run_timed a "${a_prefix[@]}" "$bindir/pg_recvlogical" -h "$pg_host" -p "$port" -U postgres -d postgres \
     --slot bench_a --start --endpos "$end_lsn" --no-loop \
     -o proto_version=1 -o publication_names=bench_pub -f /dev/null
 R_ELAPSED[a]=$elapsed R_CPU[a]=$cpu R_RSS[a]=$rss_kb
@@ -213,7 +224,10 @@ R_ELAPSED[d]=$elapsed R_CPU[d]=$cpu R_RSS[d]=$rss_kb
 read -r events json_bytes < <("$bench_nats" sizes "$nats_url" postgres_replication)
 R_BYTES[c]=$((json_bytes + events))
 R_BYTES[d]=$json_bytes
+# Timed too: decoding inside one backend with no client at all, the server's own limit.
+peek_start=$(date +%s.%N)
 R_BYTES[a]=$(sql -c "SELECT sum(octet_length(data) + 1) FROM pg_logical_slot_peek_binary_changes('bench_bytes', '$end_lsn', NULL, 'proto_version', '1', 'publication_names', 'bench_pub')")
+peek_seconds=$(echo "$(date +%s.%N) - $peek_start" | bc)
 avg_event=$((json_bytes / events))
 
 echo "== (b) raw JetStream publisher: $rows messages of $avg_event bytes" >&2
@@ -260,6 +274,8 @@ done
 ratio() { printf '%.2f' "$(echo "scale=4; ${R_ELAPSED[$2]} / ${R_ELAPSED[$1]}" | bc)"; }
 printf '\nrows/s ratios: c/a = %s (target >= 1.3), d/a = %s (>= 1.0), d/b = %s (>= 0.6)\n' \
     "$(ratio c a)" "$(ratio d a)" "$(ratio d b)"
+printf 'server-side decoding alone (pg_logical_slot_peek_binary_changes, no client): %.2f s, %s rows/s\n' \
+    "$peek_seconds" "$(rate "$rows" "$peek_seconds")"
 printf 'daemon CPU per 100,000 events in (c): %s core-seconds (target <= 0.5)\n' \
     "$(printf '%.2f' "$(echo "scale=4; ${R_CPU[c]} * 100000 / $events" | bc)")"
 printf 'latency at %s tx/s for %s s, commit_ts to JetStream timestamp of the commit event: p50 %s ms, p99 %s ms, max %s ms over %s transactions (targets p50 <= 5, p99 <= 25)\n' \
