@@ -13,6 +13,11 @@
 #
 #   scripts/bench.sh [--rows N] [--latency-seconds S] [--latency-rate R]
 #                    [--daemon-args "ARGS"] [--daemon-env "K=V ..."] [--unix-socket] [--profile DIR]
+#                    [--debug]
+#
+# --debug uses the debug build (target/debug, as `cargo test --all-targets`
+# leaves it) instead of building a release: only for the smoke run in
+# scripts/test.sh, which checks that the script works, not the numbers.
 #
 # --unix-socket makes (a), (c) and (d) reach PostgreSQL through its Unix
 # socket instead of TCP on 127.0.0.1.
@@ -24,7 +29,7 @@
 # DIR/c.perf.data and DIR/d.perf.data, and the whole machine during (a) into
 # DIR/a.perf.data (read them with `perf report -i`); (a)'s CPU figures then include perf.
 # Not a test: numbers are noisy on shared machines. `--rows 2000
-# --latency-seconds 2` is the smoke run scripts/test.sh does.
+# --latency-seconds 2 --debug` is the smoke run scripts/test.sh does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/common.sh
@@ -36,6 +41,7 @@ profile=
 daemon_args=
 daemon_env=
 unix_socket=
+build=release
 while [ $# -gt 0 ]; do
     case $1 in
         --rows) rows=$2; shift 2 ;;
@@ -44,6 +50,7 @@ while [ $# -gt 0 ]; do
         --daemon-args) daemon_args=$2; shift 2 ;;
         --daemon-env) daemon_env=$2; shift 2 ;;
         --unix-socket) unix_socket=1; shift ;;
+        --debug) build=debug; shift ;;
         --profile) profile=$(realpath -m "$2"); mkdir -p "$profile"; shift 2 ;;
         -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
@@ -59,10 +66,14 @@ for tool in /usr/bin/time:time bc:bc pgrep:procps; do
         DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${tool#*:}" >/dev/null
     fi
 done
-echo "== building (release)" >&2
-cargo build --quiet --release --locked --bin pgoutput-stream --example bench_nats
-bin=$PWD/target/release/pgoutput-stream
-bench_nats=$PWD/target/release/examples/bench_nats
+echo "== building ($build)" >&2
+if [ "$build" = release ]; then
+    cargo build --quiet --release --locked --bin pgoutput-stream --example bench_nats
+else
+    cargo build --quiet --locked --bin pgoutput-stream --example bench_nats
+fi
+bin=$PWD/target/$build/pgoutput-stream
+bench_nats=$PWD/target/$build/examples/bench_nats
 bindir=$(pg_bindir)
 
 work=$(mktemp -d /tmp/pgoutput-stream-bench.XXXXXX)

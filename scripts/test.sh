@@ -25,5 +25,5 @@ echo "== container files (Dockerfile, docker-compose.yml)"
 scripts/check-containers.sh
 echo "== example consumers against a real run (target/debug/pgoutput-stream from cargo test)"
 scripts/test-consumers.sh
-echo "== benchmark smoke run (scripts/bench.sh with tiny N; numbers not checked)"
-scripts/bench.sh --rows 2000 --latency-seconds 2
+echo "== benchmark smoke run (scripts/bench.sh with tiny N on the debug build; numbers not checked)"
+scripts/bench.sh --rows 2000 --latency-seconds 2 --debug
