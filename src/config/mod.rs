@@ -23,6 +23,10 @@ Example:
   Every event is one JSON line on stdout; logs go to stderr.
   The password comes from the connection string, PGPASSWORD or ~/.pgpass.
 
+  # publish to NATS JetStream only (subjects postgres.<schema>.<table>.<op>):
+  pgoutput-stream -c 'host=db.internal user=cdc dbname=shop' -s shop_cdc -p shop_pub \\
+      --nats-server nats://nats.internal:4222 --no-stdout --metrics-addr 0.0.0.0:9187
+
 Exit codes:
   0  stopped by SIGINT/SIGTERM or because stdout was closed
   1  runtime failure (server unreachable, connection lost, slot in use, bad data from the server)
