@@ -29,9 +29,10 @@ Example:
 
 Exit codes:
   0  stopped by SIGINT/SIGTERM or because stdout was closed
-  1  runtime failure (server unreachable, connection lost, slot in use, bad data from the server)
-  2  usage or configuration error (bad flag or connection string, wal_level, missing publication or slot,
-     role without REPLICATION)";
+  1  runtime failure (server unreachable at start-up, slot in use without --standby, bad data
+     from the server, an event over NATS's max_payload); a lost connection is retried instead
+  2  usage or configuration error (bad flag or connection string, wal_level, non-UTF8 database,
+     missing publication or slot, role without REPLICATION, refused NATS credentials)";
 
 /// Output format of the stdout target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
