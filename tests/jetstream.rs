@@ -6,81 +6,10 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::daemon::{run_to_exit, Daemon};
 use support::nats::{NatsOptions, Stored, TestNats};
-use support::postgres::{shared, TestPostgres};
+use support::scenario::Scenario;
 
 const STREAM: &str = "postgres_replication";
-
-/// A database with a publication for all tables and a slot name of its own.
-struct Setup {
-    pg: &'static TestPostgres,
-    db: String,
-    slot: String,
-}
-
-impl Setup {
-    fn new(sql: &str) -> Setup {
-        let pg = shared();
-        let db = pg.create_database();
-        pg.psql(&db, sql);
-        pg.psql(&db, "CREATE PUBLICATION pub FOR ALL TABLES");
-        let slot = format!(
-            "js_{}",
-            db.to_lowercase()
-                .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
-        );
-        Setup { pg, db, slot }
-    }
-
-    fn sql(&self, sql: &str) -> String {
-        self.pg.psql(&self.db, sql)
-    }
-
-    fn args<'a>(&'a self, conn: &'a str, nats: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-        let mut args = vec![
-            "--connection",
-            conn,
-            "--slot",
-            &self.slot,
-            "--publication",
-            "pub",
-            "--create-slot",
-            "--status-interval",
-            "1s",
-            "--nats-server",
-            nats,
-        ];
-        args.extend_from_slice(extra);
-        args
-    }
-
-    fn start(&self, nats: &TestNats, extra: &[&str]) -> Daemon {
-        let conn = self.pg.conninfo(&self.db);
-        let url = nats.url();
-        Daemon::start(&self.args(&conn, &url, extra))
-    }
-
-    fn confirmed_flush(&self) -> String {
-        self.sql(&format!(
-            "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{}'",
-            self.slot
-        ))
-    }
-
-    /// Wait until the server has released the slot (the daemon is gone).
-    fn wait_slot_inactive(&self) {
-        let query = format!(
-            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}' AND active",
-            self.slot
-        );
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while self.sql(&query) != "0" {
-            assert!(std::time::Instant::now() < deadline, "slot stayed active");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
 
 fn ops(messages: &[Stored]) -> Vec<String> {
     messages
@@ -92,8 +21,8 @@ fn ops(messages: &[Stored]) -> Vec<String> {
 #[test]
 fn every_op_is_published_to_its_subject_with_headers_and_the_stdout_payload() {
     let nats = TestNats::start();
-    let s = Setup::new("CREATE TABLE items (id int PRIMARY KEY, name text)");
-    let daemon = s.start(&nats, &[]);
+    let s = Scenario::new("CREATE TABLE items (id int PRIMARY KEY, name text)");
+    let daemon = s.start(Some(&nats), &[]);
     s.sql(
         "BEGIN;
          INSERT INTO items VALUES (1, 'pen');
@@ -171,8 +100,8 @@ fn every_op_is_published_to_its_subject_with_headers_and_the_stdout_payload() {
 #[test]
 fn the_stream_is_created_with_the_documented_limits() {
     let nats = TestNats::start();
-    let s = Setup::new("CREATE TABLE t (id int PRIMARY KEY)");
-    let _daemon = s.start(&nats, &[]);
+    let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY)");
+    let _daemon = s.start(Some(&nats), &[]);
     let config = nats.with_client(async_nats::ConnectOptions::new(), async |js| {
         let mut stream = js.get_stream(STREAM).await.expect("stream exists");
         stream.info().await.expect("info").config.clone()
@@ -204,9 +133,9 @@ fn an_existing_stream_is_used_as_it_is_and_must_capture_the_prefix() {
         .await
         .expect("create stream");
     });
-    let s = Setup::new("CREATE TABLE t (id int PRIMARY KEY)");
+    let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY)");
     let daemon = s.start(
-        &nats,
+        Some(&nats),
         &["--nats-stream", "mine", "--nats-subject-prefix", "cdc.shop"],
     );
     s.sql("INSERT INTO t VALUES (1)");
@@ -227,15 +156,9 @@ fn an_existing_stream_is_used_as_it_is_and_must_capture_the_prefix() {
     drop(daemon);
     s.wait_slot_inactive();
 
-    let conn = s.pg.conninfo(&s.db);
-    let url = nats.url();
-    let (code, stdout, stderr) = run_to_exit(
-        &s.args(
-            &conn,
-            &url,
-            &["--nats-stream", "mine", "--nats-subject-prefix", "other"],
-        ),
-        &[],
+    let (code, stdout, stderr) = s.run_to_exit(
+        Some(&nats),
+        &["--nats-stream", "mine", "--nats-subject-prefix", "other"],
     );
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stdout.is_empty());
@@ -248,11 +171,8 @@ fn an_existing_stream_is_used_as_it_is_and_must_capture_the_prefix() {
 #[test]
 fn an_invalid_subject_prefix_is_a_usage_error() {
     let nats = TestNats::start();
-    let s = Setup::new("CREATE TABLE t (id int PRIMARY KEY)");
-    let conn = s.pg.conninfo(&s.db);
-    let url = nats.url();
-    let (code, _, stderr) =
-        run_to_exit(&s.args(&conn, &url, &["--nats-subject-prefix", "a.*"]), &[]);
+    let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY)");
+    let (code, _, stderr) = s.run_to_exit(Some(&nats), &["--nats-subject-prefix", "a.*"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--nats-subject-prefix"), "{stderr}");
     assert_eq!(
@@ -267,10 +187,10 @@ fn an_invalid_subject_prefix_is_a_usage_error() {
 #[test]
 fn names_with_separators_are_percent_encoded_into_one_token() {
     let nats = TestNats::start();
-    let s = Setup::new(
+    let s = Scenario::new(
         r#"CREATE SCHEMA "my.schema"; CREATE TABLE "my.schema"."odd table>*%" (id int PRIMARY KEY)"#,
     );
-    let daemon = s.start(&nats, &[]);
+    let daemon = s.start(Some(&nats), &[]);
     s.sql(r#"INSERT INTO "my.schema"."odd table>*%" VALUES (1)"#);
     daemon.transaction();
     let stored = nats.wait_for_messages(STREAM, 4, Duration::from_secs(20));
@@ -284,7 +204,7 @@ fn names_with_separators_are_percent_encoded_into_one_token() {
 #[test]
 fn replaying_the_same_changes_adds_no_duplicates() {
     let nats = TestNats::start();
-    let s = Setup::new("CREATE TABLE t (id int PRIMARY KEY)");
+    let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY)");
     // A copy of the slot at its starting position lets the test rewind it later.
     s.sql(&format!(
         "SELECT pg_create_logical_replication_slot('{}', 'pgoutput')",
@@ -294,7 +214,7 @@ fn replaying_the_same_changes_adds_no_duplicates() {
         "SELECT pg_copy_logical_replication_slot('{0}', '{0}_rewind')",
         s.slot
     ));
-    let daemon = s.start(&nats, &[]);
+    let daemon = s.start(Some(&nats), &[]);
     s.sql("INSERT INTO t SELECT generate_series(1, 50)");
     s.sql("INSERT INTO t VALUES (51); INSERT INTO t VALUES (52)");
     daemon.transaction();
@@ -309,7 +229,7 @@ fn replaying_the_same_changes_adds_no_duplicates() {
         "SELECT pg_copy_logical_replication_slot('{0}_rewind', '{0}')",
         s.slot
     ));
-    let daemon = s.start(&nats, &[]);
+    let daemon = s.start(Some(&nats), &[]);
     let replayed = daemon.transaction();
     assert_eq!(replayed.len(), 53, "the first transaction was sent again");
     daemon.transaction();
@@ -333,8 +253,8 @@ fn replaying_the_same_changes_adds_no_duplicates() {
 #[test]
 fn a_nats_outage_holds_the_slot_and_loses_nothing() {
     let mut nats = TestNats::start();
-    let s = Setup::new("CREATE TABLE t (id int PRIMARY KEY, note text)");
-    let daemon = s.start(&nats, &["--no-stdout"]);
+    let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY, note text)");
+    let daemon = s.start(Some(&nats), &["--no-stdout"]);
     s.sql("INSERT INTO t SELECT g, 'before' FROM generate_series(1, 100) g");
     nats.wait_for_messages(STREAM, 103, Duration::from_secs(20));
 
@@ -387,8 +307,8 @@ fn token_and_user_password_authentication() {
     let nats = TestNats::start_with(NatsOptions {
         conf: vec!["authorization { token: \"t0ken-s3cret\" }".into()],
     });
-    let s = Setup::new("CREATE TABLE t (id int PRIMARY KEY)");
-    let daemon = s.start(&nats, &["--nats-token", "t0ken-s3cret"]);
+    let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY)");
+    let daemon = s.start(Some(&nats), &["--nats-token", "t0ken-s3cret"]);
     s.sql("INSERT INTO t VALUES (1)");
     daemon.transaction();
     let stored = nats.messages_with(
@@ -403,22 +323,17 @@ fn token_and_user_password_authentication() {
     drop(daemon);
     s.wait_slot_inactive();
 
-    let conn = s.pg.conninfo(&s.db);
-    let url = nats.url();
-    let (code, _, stderr) =
-        run_to_exit(&s.args(&conn, &url, &["--nats-token", "wrong-token"]), &[]);
+    let (code, _, stderr) = s.run_to_exit(Some(&nats), &["--nats-token", "wrong-token"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(!stderr.contains("wrong-token"), "{stderr}");
 
     let nats = TestNats::start_with(NatsOptions {
         conf: vec!["authorization { user: cdc, password: \"pa55word\" }".into()],
     });
-    let url = nats.url();
-    let daemon = Daemon::start(&s.args(
-        &conn,
-        &url,
+    let daemon = s.start(
+        Some(&nats),
         &["--nats-user", "cdc", "--nats-password", "pa55word"],
-    ));
+    );
     s.sql("INSERT INTO t VALUES (2)");
     daemon.transaction();
     let stored = nats.messages_with(
@@ -453,9 +368,9 @@ fn tls_with_a_private_ca() {
             path("server.key")
         )],
     });
-    let s = Setup::new("CREATE TABLE t (id int PRIMARY KEY)");
+    let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY)");
     let ca_file = path("ca.pem");
-    let daemon = s.start(&nats, &["--nats-tls-ca", &ca_file]);
+    let daemon = s.start(Some(&nats), &["--nats-tls-ca", &ca_file]);
     s.sql("INSERT INTO t VALUES (1)");
     daemon.transaction();
     let stored = nats.messages_with(
@@ -472,8 +387,8 @@ fn an_event_over_the_servers_max_payload_stops_the_daemon_with_a_clear_error() {
     let nats = TestNats::start_with(NatsOptions {
         conf: vec!["max_payload: 8192".into()],
     });
-    let s = Setup::new("CREATE TABLE docs (id int PRIMARY KEY, body text)");
-    let daemon = s.start(&nats, &["--no-stdout"]);
+    let s = Scenario::new("CREATE TABLE docs (id int PRIMARY KEY, body text)");
+    let daemon = s.start(Some(&nats), &["--no-stdout"]);
     s.sql("INSERT INTO docs VALUES (1, 'small')");
     nats.wait_for_messages(STREAM, 4, Duration::from_secs(20));
     s.sql("INSERT INTO docs VALUES (2, repeat('x', 20000))");

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::daemon::Daemon;
+use super::daemon::{run_to_exit, Daemon};
 use super::nats::TestNats;
 use super::postgres::{shared, TestPostgres};
 
@@ -79,6 +79,17 @@ impl<'pg> Scenario<'pg> {
         let args = self.args(nats, extra);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Daemon::spawn(&args, &[])
+    }
+
+    /// Run the daemon to completion (start-up failures): exit code, stdout, stderr.
+    pub fn run_to_exit(
+        &self,
+        nats: Option<&TestNats>,
+        extra: &[&str],
+    ) -> (Option<i32>, String, String) {
+        let args = self.args(nats, extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_to_exit(&args, &[])
     }
 
     pub fn confirmed_flush(&self) -> String {
