@@ -9,6 +9,7 @@
 pub mod change;
 pub mod checkpoint;
 pub mod config;
+pub mod filter;
 pub mod lsn;
 pub mod metrics;
 pub mod output;

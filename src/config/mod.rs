@@ -2,6 +2,7 @@
 //! `PGOUTPUT_STREAM_<FLAG>` environment variable) and the connection string.
 
 pub mod conninfo;
+pub mod filter;
 pub mod nats;
 
 use std::time::Duration;
@@ -10,6 +11,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::lsn::Lsn;
 
+pub use filter::{FilterArgs, Op};
 pub use nats::{NatsArgs, Storage};
 
 const EXAMPLES: &str = "\
@@ -136,6 +138,17 @@ pub struct Cli {
     #[arg(long, env = "PGOUTPUT_STREAM_HEARTBEAT_INTERVAL", value_parser = parse_positive_duration)]
     pub heartbeat_interval: Option<Duration>,
 
+    /// When the slot is at least this far behind the server's WAL (e.g. after downtime),
+    /// read the backlog through SQL in large chunks (`pg_logical_slot_peek_binary_changes`,
+    /// then `pg_replication_slot_advance` once the outputs have durably taken each chunk),
+    /// which is several times faster than streaming, then switch to streaming.
+    /// `off` always streams.
+    #[arg(long, default_value = "16MB", env = "PGOUTPUT_STREAM_CATCH_UP_THRESHOLD", value_parser = parse_size_or_off)]
+    pub catch_up_threshold: CatchUpThreshold,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
+
     #[command(flatten)]
     pub nats: NatsArgs,
 }
@@ -175,6 +188,37 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// How far behind the slot must be for catching up through SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUpThreshold {
+    /// Always stream.
+    Off,
+    /// At least this many bytes of WAL behind.
+    Bytes(u64),
+}
+
+/// Sizes as `16MB`, `512kB`, `1GB` (powers of 1024, as in PostgreSQL) or bytes, or `off`.
+fn parse_size_or_off(s: &str) -> Result<CatchUpThreshold, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(CatchUpThreshold::Off);
+    }
+    let invalid = || format!("invalid size {s:?}: use e.g. 16MB, 512kB, 1GB or off");
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| invalid())?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "kB" | "KB" => 1 << 10,
+        "MB" => 1 << 20,
+        "GB" => 1 << 30,
+        _ => return Err(invalid()),
+    };
+    n.checked_mul(scale)
+        .map(CatchUpThreshold::Bytes)
+        .ok_or_else(invalid)
+}
+
 /// A duration of more than zero.
 fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     match parse_duration(s)? {
@@ -201,6 +245,19 @@ mod tests {
         assert!(!cli.no_stdout && !cli.create_slot);
         assert_eq!(cli.start_lsn, None);
         assert_eq!(cli.status_interval, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn sizes_take_units_or_off() {
+        use CatchUpThreshold::{Bytes, Off};
+        assert_eq!(parse_size_or_off("16MB"), Ok(Bytes(16 << 20)));
+        assert_eq!(parse_size_or_off("512kB"), Ok(Bytes(512 << 10)));
+        assert_eq!(parse_size_or_off("2GB"), Ok(Bytes(2 << 30)));
+        assert_eq!(parse_size_or_off("1000"), Ok(Bytes(1000)));
+        assert_eq!(parse_size_or_off("off"), Ok(Off));
+        for bad in ["", "MB", "16 XB", "-1MB", "99999999999999999999GB"] {
+            assert!(parse_size_or_off(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

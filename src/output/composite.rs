@@ -127,6 +127,7 @@ mod tests {
             out.write(Event {
                 change: &change,
                 json: payload,
+                seq: Default::default(),
             })
             .await
             .unwrap();

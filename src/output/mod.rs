@@ -19,12 +19,59 @@ pub use composite::CompositeOutput;
 pub use jetstream::JetStreamOutput;
 pub use stdout::StdoutOutput;
 
-/// One event as handed to targets: the change and its compact JSON encoding,
-/// which is computed once and is the payload every JSON target uses as is.
+/// One event as handed to targets: the change, its payload (compact JSON in the
+/// configured format, computed once, used as is by every JSON target), and its
+/// place in the stream.
 #[derive(Debug, Clone, Copy)]
 pub struct Event<'a> {
     pub change: &'a Change,
     pub json: &'a [u8],
+    pub seq: Seq,
+}
+
+/// Where an event stands in its transaction: the transaction's commit LSN and
+/// the event's number counted from the begin (0), without relation events, on
+/// the stream as the server sent it, before any filter. Identifiers built from
+/// it (JetStream message ids) stay the same whatever is filtered or replayed.
+/// A relation event carries the number of the event it precedes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Seq {
+    pub commit_lsn: Lsn,
+    pub index: u32,
+}
+
+/// Numbers the events of the stream; see [`Seq`].
+#[derive(Debug, Default)]
+pub struct SeqCounter {
+    current: Seq,
+}
+
+impl SeqCounter {
+    /// The place of `change`, which must be the next event of the stream.
+    pub fn next(&mut self, change: &Change) -> Seq {
+        match change {
+            Change::Relation(_) => self.current,
+            Change::Message {
+                transactional: false,
+                lsn,
+                ..
+            } => Seq {
+                commit_lsn: *lsn,
+                index: 0,
+            },
+            _ => {
+                if let Change::Begin(tx) = change {
+                    self.current = Seq {
+                        commit_lsn: tx.commit_lsn,
+                        index: 0,
+                    };
+                }
+                let seq = self.current;
+                self.current.index += 1;
+                seq
+            }
+        }
+    }
 }
 
 /// Why a target could not take events.

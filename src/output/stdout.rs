@@ -140,6 +140,7 @@ mod tests {
         out.write(Event {
             change,
             json: &encoded,
+            seq: Default::default(),
         })
         .await
         .unwrap();
@@ -280,6 +281,7 @@ mod tests {
         out.write(Event {
             change: &change,
             json: b"{}",
+            seq: Default::default(),
         })
         .await
         .unwrap();

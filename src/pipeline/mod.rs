@@ -5,6 +5,7 @@
 //! position; the outputs stay open across reconnects.
 
 mod applier;
+mod catchup;
 mod error;
 mod housekeeping;
 mod reconnect;
@@ -17,13 +18,15 @@ use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use crate::config::conninfo::{self, ConnInfo};
-use crate::config::Cli;
+use crate::config::{CatchUpThreshold, Cli};
+use crate::filter::Filter;
 use crate::lsn::Lsn;
 use crate::metrics::{self, Metrics};
 use crate::output::{CompositeOutput, JetStreamOutput, OutputTarget, StdoutOutput};
 use crate::preflight::{self, Preflight, PreflightError};
 use crate::replication::{ReplicationConnection, ReplicationStream};
 use crate::shutdown::Shutdown;
+use catchup::{CatchUp, SqlSource};
 
 pub use error::RunError;
 pub use housekeeping::HEARTBEAT_PREFIX;
@@ -43,6 +46,7 @@ pub async fn run(cli: Cli, mut shutdown: Shutdown) -> Result<Stop, RunError> {
             .await
             .map_err(|err| RunError::Usage(format!("cannot serve metrics on {addr}: {err}")))?;
     }
+    let filter = Filter::new(&cli.filter).map_err(|err| RunError::Usage(err.to_string()))?;
     let mut output = build_outputs(&cli, &metrics).await?;
     let Some((checked, client)) = check_server(&info, &cli, &mut shutdown).await? else {
         return Ok(Stop::Requested);
@@ -54,20 +58,39 @@ pub async fn run(cli: Cli, mut shutdown: Shutdown) -> Result<Stop, RunError> {
         cli.heartbeat_interval,
         metrics.clone(),
     ));
-    let result = stream(&info, &cli, &checked, &mut output, &metrics, &mut shutdown).await;
+    let run = Run {
+        info: &info,
+        cli: &cli,
+        checked: &checked,
+        metrics: &metrics,
+        filter: &filter,
+    };
+    let result = stream(&run, &mut output, &mut shutdown).await;
     housekeeping.abort();
     result
 }
 
+/// What every streaming session and catch-up of a run shares.
+struct Run<'a> {
+    info: &'a ConnInfo,
+    cli: &'a Cli,
+    checked: &'a Preflight,
+    metrics: &'a Arc<Metrics>,
+    filter: &'a Filter,
+}
+
 /// Stream, reconnecting after lost connections, until a stop or a failure.
 async fn stream(
-    info: &ConnInfo,
-    cli: &Cli,
-    checked: &Preflight,
+    run: &Run<'_>,
     output: &mut CompositeOutput,
-    metrics: &Arc<Metrics>,
     shutdown: &mut Shutdown,
 ) -> Result<Stop, RunError> {
+    let Run {
+        cli,
+        checked,
+        metrics,
+        ..
+    } = *run;
     let mut confirmed = cli
         .start_lsn
         .unwrap_or(Lsn::ZERO)
@@ -76,8 +99,26 @@ async fn stream(
     let mut first = true;
     let mut outputs_closed = false;
     loop {
+        if let CatchUpThreshold::Bytes(threshold) = cli.catch_up_threshold {
+            let caught_up = catch_up(run, threshold, output, confirmed, shutdown).await;
+            metrics.set_postgres_streaming(false);
+            match caught_up {
+                Ok(CatchUp::Stream(position)) => confirmed = position,
+                Ok(CatchUp::Stopped { stop, confirmed }) => {
+                    info!(message = "Stopped.", confirmed_lsn = %confirmed);
+                    return Ok(stop);
+                }
+                Err(err) => {
+                    if !matches!(err, RunError::Output(_)) {
+                        close_outputs(output, cli.shutdown_timeout).await;
+                    }
+                    info!(message = "Stopped.", confirmed_lsn = %confirmed);
+                    return Err(err);
+                }
+            }
+        }
         let opened = tokio::select! {
-            opened = open_stream(info, cli, checked, confirmed, first) => opened,
+            opened = open_stream(run, confirmed, first) => opened,
             _ = shutdown.wait() => {
                 close_outputs(output, cli.shutdown_timeout).await;
                 info!(message = "Stopped.", confirmed_lsn = %confirmed);
@@ -95,6 +136,7 @@ async fn stream(
                     confirmed,
                     cli.status_interval,
                     metrics.clone(),
+                    run.filter.clone(),
                 );
                 let result = streamer.run(shutdown.clone(), cli.shutdown_timeout).await;
                 let retry = matches!(&result, Err(err) if is_retryable(err));
@@ -180,13 +222,10 @@ async fn check_server(
 }
 
 /// Connect for replication and start streaming from `from`.
-async fn open_stream(
-    info: &ConnInfo,
-    cli: &Cli,
-    checked: &Preflight,
-    from: Lsn,
-    first: bool,
-) -> Result<ReplicationStream, RunError> {
+async fn open_stream(run: &Run<'_>, from: Lsn, first: bool) -> Result<ReplicationStream, RunError> {
+    let Run {
+        info, cli, checked, ..
+    } = *run;
     let mut connection = ReplicationConnection::connect(info)
         .await
         .map_err(RunError::Replication)?;
@@ -204,15 +243,8 @@ async fn open_stream(
             wal_position = %system.xlogpos,
         );
     }
-    let publication_names = quote_identifier(&cli.publication);
-    let mut options = vec![
-        ("proto_version", "1"),
-        ("publication_names", publication_names.as_str()),
-    ];
-    // Logical decoding messages are forwarded by pgoutput from PostgreSQL 14 on.
-    if checked.server_version_num >= 140_000 {
-        options.push(("messages", "true"));
-    }
+    let options = plugin_options(cli, checked);
+    let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let stream = connection
         .start_replication(&cli.slot, from, &options)
         .await
@@ -226,6 +258,40 @@ async fn open_stream(
     Ok(stream)
 }
 
+/// The pgoutput options, the same for streaming and for catching up through SQL.
+fn plugin_options(cli: &Cli, checked: &Preflight) -> Vec<(&'static str, String)> {
+    let mut options = vec![
+        ("proto_version", "1".to_string()),
+        ("publication_names", quote_identifier(&cli.publication)),
+    ];
+    // Logical decoding messages are forwarded by pgoutput from PostgreSQL 14 on.
+    if checked.server_version_num >= 140_000 {
+        options.push(("messages", "true".to_string()));
+    }
+    options
+}
+
+/// Catch up through SQL while the slot is far behind (see [`catchup`]).
+async fn catch_up(
+    run: &Run<'_>,
+    threshold: u64,
+    output: &mut CompositeOutput,
+    confirmed: Lsn,
+    shutdown: &mut Shutdown,
+) -> Result<CatchUp, RunError> {
+    let options = plugin_options(run.cli, run.checked);
+    let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let Some(source) = SqlSource::connect(run.info, &run.cli.slot, &options).await else {
+        return Ok(CatchUp::Stream(confirmed));
+    };
+    let chunk = catchup::Chunk {
+        metrics: run.metrics,
+        filter: run.filter,
+        shutdown_timeout: run.cli.shutdown_timeout,
+    };
+    catchup::catch_up(&source, &chunk, threshold, output, confirmed, shutdown).await
+}
+
 /// Sleep, unless a stop is requested first (then true).
 async fn sleep_or_stop(delay: Duration, shutdown: &mut Shutdown) -> bool {
     tokio::select! {
@@ -235,7 +301,7 @@ async fn sleep_or_stop(delay: Duration, shutdown: &mut Shutdown) -> bool {
 }
 
 /// Let the outputs finish (bounded by `timeout`).
-async fn close_outputs(output: &mut CompositeOutput, timeout: Duration) {
+async fn close_outputs<O: OutputTarget + ?Sized>(output: &mut O, timeout: Duration) {
     match tokio::time::timeout(timeout, output.close()).await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => warn!(message = "Could not flush outputs while stopping.", error = %err),

@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 use super::applier::Applier;
 use super::RunError;
 use crate::checkpoint::Checkpoint;
+use crate::filter::Filter;
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
 use crate::output::{OutputError, OutputTarget};
@@ -26,7 +27,7 @@ use crate::shutdown::Shutdown;
 /// How often the reader looks at whether a status update is due.
 pub(super) const TICK: Duration = Duration::from_millis(500);
 /// Payloads received and not yet decoded; bounds memory together with the outputs' windows.
-const QUEUE: usize = 1024;
+pub(super) const QUEUE: usize = 1024;
 
 /// Why streaming stopped without a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +54,7 @@ impl<'a, O: OutputTarget + ?Sized> Streamer<'a, O> {
         start: Lsn,
         status_interval: Duration,
         metrics: Arc<Metrics>,
+        filter: Filter,
     ) -> Self {
         let checkpoint = Arc::new(Mutex::new(Checkpoint::new(start)));
         Streamer {
@@ -64,7 +66,7 @@ impl<'a, O: OutputTarget + ?Sized> Streamer<'a, O> {
                 last_flush_sent: start,
                 metrics: metrics.clone(),
             },
-            applier: Applier::new(output, checkpoint, metrics),
+            applier: Applier::new(output, checkpoint, metrics, filter),
             stop_requested: None,
         }
     }
@@ -150,7 +152,7 @@ impl<'a, O: OutputTarget + ?Sized> Streamer<'a, O> {
 }
 
 /// The applier ended: a closed output is a clean stop.
-fn output_stop(result: Result<(), RunError>) -> Result<Stop, RunError> {
+pub(super) fn output_stop(result: Result<(), RunError>) -> Result<Stop, RunError> {
     match result {
         Ok(()) => Ok(Stop::Requested),
         Err(RunError::Output(OutputError::Closed { target })) => {

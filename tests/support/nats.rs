@@ -218,6 +218,22 @@ impl TestNats {
         })
     }
 
+    /// Wait until `stream` holds at least `count` messages (without fetching them).
+    pub fn wait_for_count(&self, stream: &str, count: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let held = self.message_count(stream);
+            if held >= count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stream {stream} holds {held} of {count} messages"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Wait until `stream` holds at least `count` messages; returns them all.
     pub fn wait_for_messages(&self, stream: &str, count: usize, timeout: Duration) -> Vec<Stored> {
         let deadline = Instant::now() + timeout;

@@ -202,7 +202,7 @@ impl OutputTarget for JetStreamOutput {
         }
         let message = Outgoing {
             subject: self.subjects.for_change(event.change).into(),
-            headers: self.ids.fields(event.change),
+            headers: self.ids.fields(event.change, event.seq),
             payload: Bytes::copy_from_slice(event.json),
         };
         self.send(Item::Publish(message)).await

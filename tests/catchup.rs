@@ -1,0 +1,148 @@
+//! Catching up through SQL when the slot is far behind: the events are the
+//! ones streaming would deliver, byte for byte and in the same order; the slot
+//! moves only past what the outputs took; kill -9 in the middle of it loses
+//! and duplicates nothing. Real PostgreSQL and nats-server.
+
+mod support;
+
+use std::time::Duration;
+
+use support::daemon::signal;
+use support::nats::TestNats;
+use support::scenario::Scenario;
+
+const STREAM: &str = "postgres_replication";
+
+/// Stdout lines up to and including the one for which `last` is true.
+fn lines_until(daemon: &support::daemon::Daemon, last: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut lines = Vec::new();
+    loop {
+        let line = daemon
+            .next_line(Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("no event arrived; daemon log:\n{}", daemon.stderr()));
+        let done = last(&line);
+        lines.push(line);
+        if done {
+            return lines;
+        }
+    }
+}
+
+#[test]
+fn a_backlog_read_through_sql_is_what_streaming_delivers() {
+    let s = Scenario::new(
+        "CREATE TABLE items (id int PRIMARY KEY, note text, price numeric);
+         CREATE TABLE other (k text PRIMARY KEY)",
+    );
+    let reference = format!("{}_ref", s.slot);
+    s.sql(&format!(
+        "SELECT 1 FROM pg_create_logical_replication_slot('{0}', 'pgoutput');
+         SELECT 1 FROM pg_copy_logical_replication_slot('{0}', '{reference}')",
+        s.slot
+    ));
+    // A backlog of every kind of event, written while no daemon runs.
+    for tx in 0..20 {
+        let from = tx * 250 + 1;
+        s.sql(&format!(
+            "INSERT INTO items SELECT g, 'note ' || g, g / 3.0 FROM generate_series({from}, {}) g",
+            from + 249
+        ));
+    }
+    s.sql(
+        "BEGIN;
+         UPDATE items SET note = 'changed' WHERE id % 100 = 0;
+         DELETE FROM items WHERE id % 100 = 1;
+         INSERT INTO other VALUES ('a');
+         SELECT 1 FROM pg_logical_emit_message(true, 'app', 'in a transaction');
+         COMMIT;
+         SELECT 1 FROM pg_logical_emit_message(false, 'app', 'on its own');
+         TRUNCATE other;
+         INSERT INTO other VALUES ('last')",
+    );
+    let end = s.wal_position();
+    let last = |line: &str| line.contains("\"op\":\"insert\"") && line.contains("\"last\"");
+
+    // Any backlog at all is read through SQL.
+    let daemon = s.spawn(None, &["--catch-up-threshold", "1"]);
+    let caught_up = lines_until(&daemon, last);
+    daemon.wait_for_log("catching up through SQL", Duration::from_secs(10));
+    daemon.wait_for_log("Caught up; streaming", Duration::from_secs(30));
+    // Streaming takes over where catching up stopped.
+    s.sql("INSERT INTO other VALUES ('streamed')");
+    let streamed = lines_until(&daemon, |line| line.contains("\"streamed\""));
+    assert!(streamed.iter().any(|l| l.contains("\"op\":\"begin\"")));
+    let (status, log) = daemon.interrupt();
+    assert!(status.success(), "{log}");
+    s.wait_confirmed_past(&end, Duration::from_secs(10));
+
+    let streaming_args = ["--slot", reference.as_str(), "--catch-up-threshold", "off"];
+    let args = s.args(None, &[]);
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let slot_at = args.iter().position(|a| *a == "--slot").unwrap();
+    args.drain(slot_at..slot_at + 2);
+    args.extend(streaming_args);
+    let daemon = support::daemon::Daemon::start(&args);
+    let reference_lines = lines_until(&daemon, last);
+    assert!(
+        !daemon.stderr().contains("catching up"),
+        "{}",
+        daemon.stderr()
+    );
+    drop(daemon);
+
+    assert_eq!(caught_up.len(), reference_lines.len());
+    for (got, want) in caught_up.iter().zip(&reference_lines) {
+        assert_eq!(got, want);
+    }
+    assert_eq!(
+        caught_up
+            .iter()
+            .filter(|l| l.contains("\"op\":\"insert\""))
+            .count(),
+        5002
+    );
+}
+
+#[test]
+fn kill_9_while_catching_up_loses_and_duplicates_nothing() {
+    let nats = TestNats::start();
+    let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY, note text)");
+    s.sql(&format!(
+        "SELECT 1 FROM pg_create_logical_replication_slot('{}', 'pgoutput')",
+        s.slot
+    ));
+    // 250,000 rows: three chunks of at most 100,000 messages.
+    for tx in 0..250 {
+        let from = tx * 1000 + 1;
+        s.sql(&format!(
+            "INSERT INTO t SELECT g, repeat('x', 50) FROM generate_series({from}, {}) g",
+            from + 999
+        ));
+    }
+    let end = s.wal_position();
+    let args = ["--no-stdout", "--catch-up-threshold", "1"];
+    let daemon = s.spawn(Some(&nats), &args);
+    daemon.wait_for_log("catching up through SQL", Duration::from_secs(20));
+    // Kill it once part of the backlog is stored, and once more after a chunk was confirmed.
+    nats.wait_for_count(STREAM, 30_000, Duration::from_secs(120));
+    signal(daemon.pid(), "KILL");
+    drop(daemon);
+    s.wait_slot_inactive();
+    let daemon = s.spawn(Some(&nats), &args);
+    daemon.wait_for_log("catching up through SQL", Duration::from_secs(20));
+    nats.wait_for_count(STREAM, 130_000, Duration::from_secs(120));
+    signal(daemon.pid(), "KILL");
+    drop(daemon);
+    s.wait_slot_inactive();
+    let daemon = s.spawn(Some(&nats), &args);
+    s.wait_confirmed_past(&end, Duration::from_secs(180));
+    assert_eq!(
+        nats.message_count_on(STREAM, "postgres.public.t.insert"),
+        250_000
+    );
+    assert_eq!(
+        nats.message_count_on(STREAM, "postgres.transactions.commit.event"),
+        250
+    );
+    drop(daemon);
+}

@@ -1,0 +1,163 @@
+//! Filters against a real PostgreSQL and nats-server: tables by glob,
+//! operations, transaction events; filtered changes still move the slot, and
+//! JetStream message ids do not depend on what is filtered.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::nats::TestNats;
+use support::scenario::Scenario;
+
+const STREAM: &str = "postgres_replication";
+
+const TABLES: &str = "CREATE TABLE orders (id int PRIMARY KEY, note text);
+     CREATE TABLE order_lines (id int PRIMARY KEY);
+     CREATE TABLE secrets (id int PRIMARY KEY);
+     CREATE SCHEMA audit;
+     CREATE TABLE audit.log (id int PRIMARY KEY)";
+
+/// Every kind of change to every table, in four transactions, the last one
+/// touching only tables the filters below drop.
+const LOAD: &str = "INSERT INTO orders VALUES (1, 'a');
+     BEGIN;
+     INSERT INTO order_lines VALUES (1);
+     INSERT INTO secrets VALUES (1);
+     INSERT INTO audit.log VALUES (1);
+     UPDATE orders SET note = 'b' WHERE id = 1;
+     SELECT 1 FROM pg_logical_emit_message(true, 'app', 'hello');
+     COMMIT;
+     DELETE FROM orders WHERE id = 1;
+     BEGIN;
+     INSERT INTO secrets VALUES (2);
+     INSERT INTO audit.log VALUES (2);
+     COMMIT;";
+
+fn summary(event: &Value) -> String {
+    match event["table"].as_str() {
+        Some(table) => format!(
+            "{} {}.{table}",
+            event["op"].as_str().unwrap(),
+            event["schema"].as_str().unwrap()
+        ),
+        None => event["op"].as_str().unwrap().to_owned(),
+    }
+}
+
+#[test]
+fn tables_ops_and_transaction_events_are_filtered_and_the_slot_still_moves() {
+    let s = Scenario::new(TABLES);
+    let daemon = s.start(
+        None,
+        &[
+            "--include-tables",
+            "public.order*,audit.*",
+            "--exclude-tables",
+            "audit.log",
+            "--ops",
+            "insert,update,message",
+        ],
+    );
+    s.sql(LOAD);
+    let end = s.wal_position();
+    s.sql("INSERT INTO orders VALUES (9, 'marker')");
+    let events = daemon.events_until(|e| e["new"]["id"] == 9);
+    let got: Vec<String> = events.iter().map(summary).collect();
+    assert_eq!(
+        got,
+        [
+            "begin",
+            "relation public.orders",
+            "insert public.orders",
+            "commit",
+            "begin",
+            "relation public.order_lines",
+            "insert public.order_lines",
+            "update public.orders",
+            "message",
+            "commit",
+            // The delete and the transaction touching only dropped tables publish nothing.
+            "begin",
+            "insert public.orders",
+        ]
+    );
+    // The slot moved past the transactions that published nothing.
+    s.wait_confirmed_past(&end, Duration::from_secs(10));
+    drop(daemon);
+}
+
+#[test]
+fn without_transaction_events_ids_stay_those_of_the_unfiltered_stream() {
+    let nats = TestNats::start();
+    let s = Scenario::new(TABLES);
+    let reference = format!("{}_all", s.slot);
+    s.sql(&format!(
+        "SELECT 1 FROM pg_create_logical_replication_slot('{0}', 'pgoutput');
+         SELECT 1 FROM pg_copy_logical_replication_slot('{0}', '{reference}')",
+        s.slot
+    ));
+    s.sql(LOAD);
+    s.sql("INSERT INTO orders VALUES (9, 'marker')");
+
+    // Filtered, into the stream; then everything, into a second stream on the same server.
+    let filtered = s.start(
+        Some(&nats),
+        &["--no-transaction-events", "--ops", "insert", "--no-stdout"],
+    );
+    // 7 inserts (orders, order_lines, secrets, audit.log, secrets, audit.log, orders) and
+    // the relation events of the 4 tables.
+    let stored = nats.wait_for_messages(STREAM, 11, Duration::from_secs(30));
+    drop(filtered);
+    let all_args = s.args(Some(&nats), &[]);
+    let mut all_args: Vec<&str> = all_args.iter().map(String::as_str).collect();
+    let slot_at = all_args.iter().position(|a| *a == "--slot").unwrap();
+    all_args[slot_at + 1] = &reference;
+    all_args.extend([
+        "--nats-stream",
+        "everything",
+        "--nats-subject-prefix",
+        "all",
+        "--no-stdout",
+    ]);
+    let everything = support::daemon::Daemon::start(&all_args);
+    // 5 transactions: 4 + 10 + 3 + 4 + 3 events.
+    let all = nats.wait_for_messages("everything", 24, Duration::from_secs(30));
+    drop(everything);
+
+    let ops: Vec<&str> = stored.iter().map(|m| m.header("Pg-Op")).collect();
+    assert!(
+        ops.iter().all(|op| *op == "insert" || *op == "relation"),
+        "{ops:?}"
+    );
+    assert_eq!(ops.len(), 11, "{ops:?}");
+    assert_eq!(ops.iter().filter(|op| **op == "insert").count(), 7);
+    assert_eq!(all.len(), 24);
+    // Each published event has the id it has in the unfiltered stream (but for the slot name).
+    let suffix = |id: &str| id.split_once(':').unwrap().1.to_owned();
+    for message in stored.iter().filter(|m| m.header("Pg-Op") == "insert") {
+        let twin = all
+            .iter()
+            .find(|m| m.payload == message.payload)
+            .unwrap_or_else(|| panic!("{} not in the unfiltered stream", message.payload));
+        assert_eq!(
+            suffix(message.header("Nats-Msg-Id")),
+            suffix(twin.header("Nats-Msg-Id"))
+        );
+    }
+}
+
+#[test]
+fn a_bad_glob_is_a_usage_error() {
+    let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY)");
+    let (code, _, stderr) = s.run_to_exit(None, &["--include-tables", "public.[t"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("public.[t"), "{last}");
+    // Refused before anything was created.
+    let slots = format!(
+        "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}'",
+        s.slot
+    );
+    assert_eq!(s.sql(&slots), "0");
+}
