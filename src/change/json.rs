@@ -350,6 +350,16 @@ fn write_hex(bytes: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// A PostgreSQL timestamp (µs since 2000-01-01) as milliseconds since 1970.
+pub(crate) fn write_ts_ms(ts: crate::pgoutput::message::PgTimestamp, out: &mut Vec<u8>) {
+    const MS_1970_TO_2000: i64 = 946_684_800_000;
+    let ms = ts.div_euclid(1000).saturating_add(MS_1970_TO_2000);
+    if ms < 0 {
+        out.push(b'-');
+    }
+    write_uint(ms.unsigned_abs(), out);
+}
+
 /// Decimal digits of `n`, without `fmt`.
 pub(crate) fn write_uint(n: u64, out: &mut Vec<u8>) {
     let mut digits = [0u8; 20];

@@ -5,6 +5,7 @@
 //! borrowed from the received buffer); they are mapped to JSON types only when
 //! encoded, so a change that no target wants costs nothing.
 
+pub mod debezium;
 pub mod json;
 #[cfg(test)]
 pub(crate) mod sample;
@@ -18,6 +19,29 @@ use bytes::Bytes;
 
 use crate::lsn::Lsn;
 use crate::pgoutput::message::{OldTuple, PgTimestamp, ReplicaIdentity, Tuple};
+
+/// How events become payloads: the compact JSON lines of stdout and the
+/// JetStream messages.
+#[derive(Debug)]
+pub enum PayloadEncoder {
+    /// This program's own JSON ([`json::write_json`], docs/events.md).
+    Native,
+    /// The Debezium envelope ([`debezium`], docs/formats.md).
+    Debezium(debezium::DebeziumEncoder),
+}
+
+impl PayloadEncoder {
+    /// Append the payload of `change`; false when the format has no form for it.
+    pub fn write(&mut self, change: &Change, out: &mut Vec<u8>) -> bool {
+        match self {
+            PayloadEncoder::Native => {
+                json::write_json(change, out);
+                true
+            }
+            PayloadEncoder::Debezium(encoder) => encoder.write(change, out),
+        }
+    }
+}
 
 /// A table as last described by the server, shared by every row change of it.
 #[derive(Debug, Clone, PartialEq)]

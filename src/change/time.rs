@@ -90,6 +90,18 @@ fn civil_from_days(days: i64) -> (i64, u64, u64) {
     (year, month, day)
 }
 
+/// Days from 1970-01-01 to the proleptic Gregorian `year-month-day`
+/// (astronomical years: 0 is 1 BC); the inverse of [`civil_from_days`].
+pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year.rem_euclid(400);
+    let month_from_march = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 /// Decimal digits of `n`, left-padded with zeros to at least `width`.
 fn write_padded(n: u64, width: usize, out: &mut Vec<u8>) {
     let mut digits = [b'0'; 20];

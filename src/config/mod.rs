@@ -45,6 +45,9 @@ pub enum Format {
     JsonPretty,
     /// One human-readable line per event, in the style of the test_decoding plugin.
     Text,
+    /// The Debezium PostgreSQL connector's JSON envelope, one per line; also the
+    /// JetStream payload (see docs/formats.md).
+    Debezium,
 }
 
 /// Format of the log lines on stderr.

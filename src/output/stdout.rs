@@ -85,7 +85,7 @@ impl<W: AsyncWrite + Unpin + Send> OutputTarget for StdoutOutput<W> {
 
     async fn write(&mut self, event: Event<'_>) -> Result<(), OutputError> {
         match self.format {
-            Format::Json => self.buf.extend_from_slice(event.json),
+            Format::Json | Format::Debezium => self.buf.extend_from_slice(event.json),
             Format::JsonPretty => json::write_json_pretty(event.change, &mut self.buf),
             Format::Text => text::write_text(event.change, &mut self.buf),
         }

@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 
 use super::stream::{lock, TICK};
 use super::{RunError, HEARTBEAT_PREFIX};
-use crate::change::{json, Change};
+use crate::change::debezium::DebeziumEncoder;
+use crate::change::{Change, PayloadEncoder};
 use crate::checkpoint::Checkpoint;
 use crate::filter::Filter;
 use crate::lsn::Lsn;
@@ -27,6 +28,7 @@ pub(super) struct Applier<'a, O: OutputTarget + ?Sized> {
     json: Vec<u8>,
     counters: EventCounters,
     filter: Filter,
+    encoder: PayloadEncoder,
     seqs: SeqCounter,
     /// The open transaction's begin and relation events, published only
     /// before its first published change: a transaction whose changes are all
@@ -41,7 +43,7 @@ impl<'a, O: OutputTarget + ?Sized> Applier<'a, O> {
         output: &'a mut O,
         checkpoint: Arc<Mutex<Checkpoint>>,
         metrics: Arc<Metrics>,
-        filter: Filter,
+        rules: Rules,
     ) -> Self {
         Applier {
             output,
@@ -50,7 +52,8 @@ impl<'a, O: OutputTarget + ?Sized> Applier<'a, O> {
             changes: Vec::new(),
             json: Vec::with_capacity(4096),
             counters: EventCounters::new(metrics),
-            filter,
+            filter: rules.filter,
+            encoder: rules.payload.encoder(),
             seqs: SeqCounter::default(),
             held: Vec::new(),
             published: false,
@@ -146,9 +149,11 @@ impl<'a, O: OutputTarget + ?Sized> Applier<'a, O> {
     }
 
     async fn publish(&mut self, change: &Change, seq: Seq) -> Result<(), RunError> {
-        self.counters.count(change);
         self.json.clear();
-        json::write_json(change, &mut self.json);
+        if !self.encoder.write(change, &mut self.json) {
+            return Ok(());
+        }
+        self.counters.count(change);
         self.output
             .write(Event {
                 change,
@@ -157,6 +162,35 @@ impl<'a, O: OutputTarget + ?Sized> Applier<'a, O> {
             })
             .await
             .map_err(RunError::Output)
+    }
+}
+
+/// What is published and how: the same for every session and catch-up chunk of a run.
+#[derive(Debug, Clone)]
+pub(super) struct Rules {
+    pub(super) filter: Filter,
+    pub(super) payload: Payload,
+}
+
+/// The payload format.
+#[derive(Debug, Clone)]
+pub(super) enum Payload {
+    Native,
+    /// The Debezium envelope, with its `source.name` and `source.db`.
+    Debezium {
+        name: String,
+        db: String,
+    },
+}
+
+impl Payload {
+    fn encoder(&self) -> PayloadEncoder {
+        match self {
+            Payload::Native => PayloadEncoder::Native,
+            Payload::Debezium { name, db } => {
+                PayloadEncoder::Debezium(DebeziumEncoder::new(name, db))
+            }
+        }
     }
 }
 
@@ -258,6 +292,7 @@ mod tests {
             json: Vec::new(),
             counters: EventCounters::new(Metrics::new(false)),
             filter: Filter::default(),
+            encoder: PayloadEncoder::Native,
             seqs: SeqCounter::default(),
             held: Vec::new(),
             published: false,

@@ -19,12 +19,11 @@ use tokio::sync::mpsc;
 use tokio_postgres::Client;
 use tracing::{debug, info, warn};
 
-use super::applier::Applier;
+use super::applier::{Applier, Rules};
 use super::stream::{lock, output_stop, Stop, QUEUE};
 use super::RunError;
 use crate::checkpoint::Checkpoint;
 use crate::config::conninfo::{self, ConnInfo};
-use crate::filter::Filter;
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
 use crate::output::OutputTarget;
@@ -49,7 +48,7 @@ pub(super) enum CatchUp {
 /// How each chunk is applied.
 pub(super) struct Chunk<'a> {
     pub(super) metrics: &'a Arc<Metrics>,
-    pub(super) filter: &'a Filter,
+    pub(super) rules: &'a Rules,
     pub(super) shutdown_timeout: Duration,
 }
 
@@ -165,7 +164,7 @@ pub(super) async fn catch_up<O: OutputTarget + ?Sized>(
 ) -> Result<CatchUp, RunError> {
     let Chunk {
         metrics,
-        filter,
+        rules,
         shutdown_timeout,
     } = *chunk;
     let mut announced = false;
@@ -205,7 +204,7 @@ pub(super) async fn catch_up<O: OutputTarget + ?Sized>(
             &mut *output,
             checkpoint.clone(),
             metrics.clone(),
-            filter.clone(),
+            rules.clone(),
         );
         let (queue, payloads) = mpsc::channel(QUEUE);
         let chunk = async {

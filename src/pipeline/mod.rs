@@ -18,7 +18,7 @@ use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use crate::config::conninfo::{self, ConnInfo};
-use crate::config::{CatchUpThreshold, Cli};
+use crate::config::{CatchUpThreshold, Cli, Format};
 use crate::filter::Filter;
 use crate::lsn::Lsn;
 use crate::metrics::{self, Metrics};
@@ -26,12 +26,14 @@ use crate::output::{CompositeOutput, JetStreamOutput, OutputTarget, StdoutOutput
 use crate::preflight::{self, Preflight, PreflightError};
 use crate::replication::{ReplicationConnection, ReplicationStream};
 use crate::shutdown::Shutdown;
+use applier::{Payload, Rules};
 use catchup::{CatchUp, SqlSource};
 
 pub use error::RunError;
 pub use housekeeping::HEARTBEAT_PREFIX;
 pub use reconnect::{is_retryable, Backoff};
-pub use stream::{Stop, Streamer};
+pub use stream::Stop;
+use stream::Streamer;
 
 /// How often a standby looks at whether the slot was released.
 const STANDBY_POLL: Duration = Duration::from_secs(1);
@@ -46,7 +48,16 @@ pub async fn run(cli: Cli, mut shutdown: Shutdown) -> Result<Stop, RunError> {
             .await
             .map_err(|err| RunError::Usage(format!("cannot serve metrics on {addr}: {err}")))?;
     }
-    let filter = Filter::new(&cli.filter).map_err(|err| RunError::Usage(err.to_string()))?;
+    let rules = Rules {
+        filter: Filter::new(&cli.filter).map_err(|err| RunError::Usage(err.to_string()))?,
+        payload: match cli.format {
+            Format::Debezium => Payload::Debezium {
+                name: cli.nats.subject_prefix.clone(),
+                db: info.dbname.clone(),
+            },
+            Format::Json | Format::JsonPretty | Format::Text => Payload::Native,
+        },
+    };
     let mut output = build_outputs(&cli, &metrics).await?;
     let Some((checked, client)) = check_server(&info, &cli, &mut shutdown).await? else {
         return Ok(Stop::Requested);
@@ -63,7 +74,7 @@ pub async fn run(cli: Cli, mut shutdown: Shutdown) -> Result<Stop, RunError> {
         cli: &cli,
         checked: &checked,
         metrics: &metrics,
-        filter: &filter,
+        rules: &rules,
     };
     let result = stream(&run, &mut output, &mut shutdown).await;
     housekeeping.abort();
@@ -76,7 +87,7 @@ struct Run<'a> {
     cli: &'a Cli,
     checked: &'a Preflight,
     metrics: &'a Arc<Metrics>,
-    filter: &'a Filter,
+    rules: &'a Rules,
 }
 
 /// Stream, reconnecting after lost connections, until a stop or a failure.
@@ -136,7 +147,7 @@ async fn stream(
                     confirmed,
                     cli.status_interval,
                     metrics.clone(),
-                    run.filter.clone(),
+                    run.rules.clone(),
                 );
                 let result = streamer.run(shutdown.clone(), cli.shutdown_timeout).await;
                 let retry = matches!(&result, Err(err) if is_retryable(err));
@@ -286,7 +297,7 @@ async fn catch_up(
     };
     let chunk = catchup::Chunk {
         metrics: run.metrics,
-        filter: run.filter,
+        rules: run.rules,
         shutdown_timeout: run.cli.shutdown_timeout,
     };
     catchup::catch_up(&source, &chunk, threshold, output, confirmed, shutdown).await

@@ -14,10 +14,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::applier::Applier;
+use super::applier::{Applier, Rules};
 use super::RunError;
 use crate::checkpoint::Checkpoint;
-use crate::filter::Filter;
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
 use crate::output::{OutputError, OutputTarget};
@@ -39,7 +38,7 @@ pub enum Stop {
 }
 
 /// Moves events from one replication stream to the outputs.
-pub struct Streamer<'a, O: OutputTarget + ?Sized> {
+pub(super) struct Streamer<'a, O: OutputTarget + ?Sized> {
     reader: Reader,
     applier: Applier<'a, O>,
     /// When a stop was requested: draining and closing share one time budget.
@@ -48,13 +47,13 @@ pub struct Streamer<'a, O: OutputTarget + ?Sized> {
 
 impl<'a, O: OutputTarget + ?Sized> Streamer<'a, O> {
     /// Stream from `start`, the slot's confirmed position (or a later one asked for).
-    pub fn new(
+    pub(super) fn new(
         stream: ReplicationStream,
         output: &'a mut O,
         start: Lsn,
         status_interval: Duration,
         metrics: Arc<Metrics>,
-        filter: Filter,
+        rules: Rules,
     ) -> Self {
         let checkpoint = Arc::new(Mutex::new(Checkpoint::new(start)));
         Streamer {
@@ -66,7 +65,7 @@ impl<'a, O: OutputTarget + ?Sized> Streamer<'a, O> {
                 last_flush_sent: start,
                 metrics: metrics.clone(),
             },
-            applier: Applier::new(output, checkpoint, metrics, filter),
+            applier: Applier::new(output, checkpoint, metrics, rules),
             stop_requested: None,
         }
     }
@@ -74,7 +73,7 @@ impl<'a, O: OutputTarget + ?Sized> Streamer<'a, O> {
     /// Stream until a stop is requested, an output closes, or something fails.
     /// After a stop request the payloads already read are handed to the
     /// outputs, for at most `drain_timeout`.
-    pub async fn run(
+    pub(super) async fn run(
         &mut self,
         mut shutdown: Shutdown,
         drain_timeout: Duration,
@@ -108,7 +107,7 @@ impl<'a, O: OutputTarget + ?Sized> Streamer<'a, O> {
     /// durable, and end the replication connection. Returns the position last
     /// confirmed. Without `close_outputs` (a reconnect follows) the outputs
     /// stay open.
-    pub async fn finish(
+    pub(super) async fn finish(
         self,
         result: &Result<Stop, RunError>,
         close_outputs: bool,

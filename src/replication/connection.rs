@@ -168,6 +168,10 @@ async fn startup(wire: &mut Wire, info: &ConnInfo) -> Result<(), ReplicationErro
         ("replication", "database"),
         ("application_name", info.application_name.as_str()),
         ("client_encoding", "UTF8"),
+        // Dates and times in ISO form whatever the server's default (values are
+        // sent in text form and parsed for --format debezium); the SQL session
+        // that catches up sets the same.
+        ("DateStyle", "ISO"),
     ];
     wire.write_buf.clear();
     frontend::startup_message(params.iter().copied(), &mut wire.write_buf)?;

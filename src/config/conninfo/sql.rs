@@ -17,7 +17,9 @@ pub async fn connect_sql(info: &ConnInfo) -> Result<tokio_postgres::Client, Conn
         .port(info.port)
         .user(&info.user)
         .dbname(&info.dbname)
-        .application_name(&info.application_name);
+        .application_name(&info.application_name)
+        // As the replication connection: values in catch-up chunks are formatted the same.
+        .options("-c DateStyle=ISO");
     if let Some(password) = &info.password {
         config.password(password);
     }
