@@ -72,6 +72,7 @@ impl Filter {
                 return keep;
             }
             Change::Insert(_) => Op::Insert,
+            Change::Read(_) => Op::Read,
             Change::Update(_) => Op::Update,
             Change::Delete(_) => Op::Delete,
             Change::Truncate { .. } => Op::Truncate,

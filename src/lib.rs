@@ -18,3 +18,4 @@ pub mod pipeline;
 pub mod preflight;
 pub mod replication;
 pub mod shutdown;
+pub mod snapshot;

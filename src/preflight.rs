@@ -17,6 +17,20 @@ pub struct Preflight {
     pub confirmed_flush: Lsn,
     /// The slot was created by this run.
     pub created_slot: bool,
+    /// The slot does not exist and the caller creates it ([`SlotCreation::Deferred`]).
+    pub slot_missing: bool,
+}
+
+/// What to do when the slot does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotCreation {
+    /// Fail with a fix (no `--create-slot`).
+    Never,
+    /// Create it here, after every other check passed.
+    Now,
+    /// Report it missing: the caller creates it on the replication connection
+    /// (to export a snapshot).
+    Deferred,
 }
 
 /// What a pre-flight check rejected.
@@ -66,7 +80,7 @@ pub async fn run(
     client: &Client,
     slot: &str,
     publication: &str,
-    create_slot: bool,
+    creation: SlotCreation,
 ) -> Result<Preflight, PreflightError> {
     let row = client
         .query_one(
@@ -110,16 +124,21 @@ pub async fn run(
         });
     }
 
-    let (confirmed_flush, created_slot) = match check_slot(client, slot, &database).await? {
-        Some(lsn) => (lsn, false),
-        None if create_slot => (create(client, slot).await?, true),
-        None => return Err(PreflightError::MissingSlot(slot.to_string())),
-    };
+    let (confirmed_flush, created_slot, slot_missing) =
+        match (check_slot(client, slot, &database).await?, creation) {
+            (Some(lsn), _) => (lsn, false, false),
+            (None, SlotCreation::Now) => (create(client, slot).await?, true, false),
+            (None, SlotCreation::Deferred) => (Lsn::ZERO, false, true),
+            (None, SlotCreation::Never) => {
+                return Err(PreflightError::MissingSlot(slot.to_string()))
+            }
+        };
     Ok(Preflight {
         server_version_num,
         database,
         confirmed_flush,
         created_slot,
+        slot_missing,
     })
 }
 

@@ -103,6 +103,7 @@ impl DebeziumEncoder {
                 self.last_commit = Some(tx.commit_lsn);
             }
             Change::Insert(row) => self.write_row(row, None, Some(&row.new), "c", out),
+            Change::Read(row) => self.write_row(row, None, Some(&row.new), "r", out),
             Change::Update(row) => {
                 let before = row.old.as_ref().map(|old| &old.tuple);
                 self.write_row(row, Some(before), Some(&row.new), "u", out)
@@ -113,7 +114,7 @@ impl DebeziumEncoder {
             }
             Change::Truncate { table, lsn, tx, .. } => {
                 out.extend_from_slice(b"{\"before\":null,\"after\":null,\"source\":");
-                self.write_source(Some(table), *lsn, Some(tx), out);
+                self.write_source(Some(table), *lsn, Some(tx), false, out);
                 out.extend_from_slice(b",\"op\":\"t\",\"ts_ms\":");
                 write_now_ms(out);
                 self.write_transaction(table, tx, out);
@@ -129,7 +130,7 @@ impl DebeziumEncoder {
                 out.extend_from_slice(b"{\"op\":\"m\",\"ts_ms\":");
                 write_now_ms(out);
                 out.extend_from_slice(b",\"source\":");
-                self.write_source(None, *lsn, tx.as_ref(), out);
+                self.write_source(None, *lsn, tx.as_ref(), false, out);
                 out.extend_from_slice(b",\"message\":{\"prefix\":");
                 write_json_string(prefix.as_bytes(), out);
                 out.extend_from_slice(b",\"content\":\"");
@@ -161,7 +162,7 @@ impl DebeziumEncoder {
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b",\"source\":");
-        self.write_source(Some(&row.table), row.lsn, Some(&row.tx), out);
+        self.write_source(Some(&row.table), row.lsn, Some(&row.tx), op == "r", out);
         out.extend_from_slice(b",\"op\":\"");
         out.extend_from_slice(op.as_bytes());
         out.extend_from_slice(b"\",\"ts_ms\":");
@@ -175,6 +176,7 @@ impl DebeziumEncoder {
         table: Option<&Table>,
         lsn: Lsn,
         tx: Option<&TxInfo>,
+        snapshot: bool,
         out: &mut Vec<u8>,
     ) {
         out.extend_from_slice(b"{\"version\":\"");
@@ -186,7 +188,11 @@ impl DebeziumEncoder {
             Some(tx) => write_ts_ms(tx.commit_ts, out),
             None => write_now_ms(out),
         }
-        out.extend_from_slice(b",\"snapshot\":\"false\",\"db\":");
+        out.extend_from_slice(if snapshot {
+            b",\"snapshot\":\"true\",\"db\":"
+        } else {
+            b",\"snapshot\":\"false\",\"db\":"
+        });
         write_json_string(self.db.as_bytes(), out);
         out.extend_from_slice(b",\"sequence\":\"[");
         match self.last_commit {

@@ -45,6 +45,19 @@ pub fn write_json(change: &Change, out: &mut Vec<u8>) {
             write_new(row, out);
             write_key(row, Source::New, out);
         }
+        Change::Read(row) => {
+            out.extend_from_slice(b"{\"op\":\"read\",\"schema\":");
+            write_json_string(row.table.schema.as_bytes(), out);
+            out.extend_from_slice(b",\"table\":");
+            write_json_string(row.table.name.as_bytes(), out);
+            out.extend_from_slice(b",\"lsn\":");
+            write_lsn_string(row.lsn, out);
+            out.extend_from_slice(b",\"snapshot_ts\":");
+            write_ts_string(&row.tx, out);
+            out.extend_from_slice(b",\"new\":");
+            write_new(row, out);
+            write_key(row, Source::New, out);
+        }
         Change::Update(row) => {
             write_head("update", &row.table, row.lsn, &row.tx, out);
             out.extend_from_slice(b",\"new\":");

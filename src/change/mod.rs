@@ -98,6 +98,10 @@ pub enum Change {
     /// A table's description, sent before its first change in a session and after each schema change.
     Relation(Arc<Table>),
     Insert(RowChange),
+    /// A row as the initial snapshot read it (`--snapshot initial`): `lsn` and
+    /// `tx.commit_lsn` are the slot's consistent point, `tx.commit_ts` the
+    /// time the snapshot was taken, `tx.xid` 0.
+    Read(RowChange),
     Update(RowChange),
     Delete(RowChange),
     /// One event per truncated table.
@@ -127,6 +131,7 @@ impl Change {
             Change::Commit { .. } => "commit",
             Change::Relation(_) => "relation",
             Change::Insert(_) => "insert",
+            Change::Read(_) => "read",
             Change::Update(_) => "update",
             Change::Delete(_) => "delete",
             Change::Truncate { .. } => "truncate",
@@ -138,7 +143,9 @@ impl Change {
     pub fn table(&self) -> Option<&Table> {
         match self {
             Change::Relation(t) | Change::Truncate { table: t, .. } => Some(t),
-            Change::Insert(r) | Change::Update(r) | Change::Delete(r) => Some(&r.table),
+            Change::Insert(r) | Change::Read(r) | Change::Update(r) | Change::Delete(r) => {
+                Some(&r.table)
+            }
             _ => None,
         }
     }

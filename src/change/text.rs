@@ -57,6 +57,10 @@ pub fn write_text(change: &Change, out: &mut Vec<u8>) {
             write_op_table(b"INSERT", &row.table, out);
             write_new(row, out);
         }
+        Change::Read(row) => {
+            write_op_table(b"READ", &row.table, out);
+            write_new(row, out);
+        }
         Change::Update(row) => {
             write_op_table(b"UPDATE", &row.table, out);
             write_new(row, out);

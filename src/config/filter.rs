@@ -11,15 +11,18 @@ pub enum Op {
     Truncate,
     /// Logical decoding messages (`pg_logical_emit_message`).
     Message,
+    /// Rows of the initial snapshot (`--snapshot initial`).
+    Read,
 }
 
 impl Op {
-    pub const ALL: [Op; 5] = [
+    pub const ALL: [Op; 6] = [
         Op::Insert,
         Op::Update,
         Op::Delete,
         Op::Truncate,
         Op::Message,
+        Op::Read,
     ];
 }
 
@@ -47,7 +50,7 @@ pub struct FilterArgs {
     )]
     pub exclude_tables: Vec<String>,
 
-    /// Publish only these operations (comma-separated): insert, update, delete, truncate, message.
+    /// Publish only these operations (comma-separated): insert, update, delete, truncate, message, read.
     #[arg(
         long,
         env = "PGOUTPUT_STREAM_OPS",

@@ -89,6 +89,18 @@ pub struct Cli {
     #[arg(long, env = "PGOUTPUT_STREAM_CREATE_SLOT")]
     pub create_slot: bool,
 
+    /// `initial`: when this run creates the slot, first publish every row of the
+    /// publication's tables as a `read` event, read from the slot's exported snapshot,
+    /// then stream from its consistent point; an interrupted snapshot resumes with the
+    /// tables not finished. `never`: only changes.
+    #[arg(long, value_enum, default_value_t = SnapshotMode::Never, env = "PGOUTPUT_STREAM_SNAPSHOT")]
+    pub snapshot: SnapshotMode,
+
+    /// Where the snapshot's progress is kept when the JetStream output is off
+    /// (with it, in the JetStream key-value bucket `pgoutput_stream_snapshots`).
+    #[arg(long, env = "PGOUTPUT_STREAM_SNAPSHOT_STATE_FILE", value_name = "PATH")]
+    pub snapshot_state_file: Option<std::path::PathBuf>,
+
     /// Start from this LSN (e.g. 16/B374D848) instead of the slot's confirmed position;
     /// the server never goes back before the confirmed position.
     #[arg(long, env = "PGOUTPUT_STREAM_START_LSN", value_parser = parse_lsn)]
@@ -189,6 +201,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => Ok(Duration::from_secs(n * 3600)),
         _ => Err(format!("invalid duration {s:?}: use e.g. 500ms, 10s or 5m")),
     }
+}
+
+/// Whether the tables' existing rows are published first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SnapshotMode {
+    Initial,
+    Never,
 }
 
 /// How far behind the slot must be for catching up through SQL.

@@ -148,6 +148,15 @@ impl<'a, O: OutputTarget + ?Sized> Applier<'a, O> {
         Ok(())
     }
 
+    /// Publish one event that is not part of the pgoutput stream (a snapshot
+    /// row or its table's relation event), if the filter keeps it.
+    pub(super) async fn publish_row(&mut self, change: &Change, seq: Seq) -> Result<(), RunError> {
+        if self.filter.keeps(change) {
+            self.publish(change, seq).await?;
+        }
+        Ok(())
+    }
+
     async fn publish(&mut self, change: &Change, seq: Seq) -> Result<(), RunError> {
         self.json.clear();
         if !self.encoder.write(change, &mut self.json) {

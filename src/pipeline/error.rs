@@ -29,6 +29,8 @@ pub enum RunError {
     Output(#[source] OutputError),
     #[error("the server ended the replication stream")]
     StreamEnded,
+    #[error("initial snapshot: {0}")]
+    Snapshot(String),
 }
 
 impl RunError {
@@ -40,7 +42,10 @@ impl RunError {
             RunError::JetStream(err) => err.is_configuration(),
             RunError::Connect(err) => err.is_configuration(),
             RunError::Replication(err) => err.is_configuration(),
-            RunError::Decode(_) | RunError::Output(_) | RunError::StreamEnded => false,
+            RunError::Decode(_)
+            | RunError::Output(_)
+            | RunError::StreamEnded
+            | RunError::Snapshot(_) => false,
         };
         if configuration {
             2

@@ -9,6 +9,7 @@ mod catchup;
 mod error;
 mod housekeeping;
 mod reconnect;
+mod snapshot;
 mod stream;
 
 use std::sync::Arc;
@@ -18,14 +19,15 @@ use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use crate::config::conninfo::{self, ConnInfo};
-use crate::config::{CatchUpThreshold, Cli, Format};
+use crate::config::{CatchUpThreshold, Cli, Format, SnapshotMode};
 use crate::filter::Filter;
 use crate::lsn::Lsn;
 use crate::metrics::{self, Metrics};
 use crate::output::{CompositeOutput, JetStreamOutput, OutputTarget, StdoutOutput};
-use crate::preflight::{self, Preflight, PreflightError};
+use crate::preflight::{self, Preflight, PreflightError, SlotCreation};
 use crate::replication::{ReplicationConnection, ReplicationStream};
 use crate::shutdown::Shutdown;
+use crate::snapshot::state::StateStore;
 use applier::{Payload, Rules};
 use catchup::{CatchUp, SqlSource};
 
@@ -58,8 +60,16 @@ pub async fn run(cli: Cli, mut shutdown: Shutdown) -> Result<Stop, RunError> {
             Format::Json | Format::JsonPretty | Format::Text => Payload::Native,
         },
     };
-    let mut output = build_outputs(&cli, &metrics).await?;
-    let Some((checked, client)) = check_server(&info, &cli, &mut shutdown).await? else {
+    if cli.snapshot == SnapshotMode::Initial
+        && !cli.nats.enabled()
+        && cli.snapshot_state_file.is_none()
+    {
+        return Err(RunError::Usage(
+            "--snapshot initial keeps its progress in JetStream or a file: add --nats-server or --snapshot-state-file".into(),
+        ));
+    }
+    let (mut output, nats) = build_outputs(&cli, &metrics).await?;
+    let Some((mut checked, client)) = check_server(&info, &cli, &mut shutdown).await? else {
         return Ok(Stop::Requested);
     };
     let housekeeping = tokio::spawn(housekeeping::run(
@@ -69,6 +79,33 @@ pub async fn run(cli: Cli, mut shutdown: Shutdown) -> Result<Stop, RunError> {
         cli.heartbeat_interval,
         metrics.clone(),
     ));
+    if cli.snapshot == SnapshotMode::Initial {
+        let store = match (nats, &cli.snapshot_state_file) {
+            (_, Some(path)) => StateStore::File(path.clone()),
+            (Some(client), None) => StateStore::kv(client)
+                .await
+                .map_err(|e| RunError::Snapshot(e.to_string()))?,
+            (None, None) => unreachable!("checked above"),
+        };
+        let snapshot = snapshot::SnapshotRun {
+            info: &info,
+            cli: &cli,
+            metrics: &metrics,
+            rules: &rules,
+            store,
+        };
+        match snapshot::run(snapshot, &mut checked, &mut output, &mut shutdown).await {
+            Ok(None) => {}
+            Ok(Some(stop)) => {
+                housekeeping.abort();
+                return Ok(stop);
+            }
+            Err(err) => {
+                housekeeping.abort();
+                return stream::output_stop(Err(err));
+            }
+        }
+    }
     let run = Run {
         info: &info,
         cli: &cli,
@@ -207,7 +244,12 @@ async fn check_server(
         .map_err(RunError::Connect)?;
     let mut waiting = false;
     loop {
-        match preflight::run(&client, &cli.slot, &cli.publication, cli.create_slot).await {
+        let creation = match (cli.create_slot, cli.snapshot) {
+            (false, _) => SlotCreation::Never,
+            (true, SnapshotMode::Never) => SlotCreation::Now,
+            (true, SnapshotMode::Initial) => SlotCreation::Deferred,
+        };
+        match preflight::run(&client, &cli.slot, &cli.publication, creation).await {
             Err(PreflightError::SlotActive { slot, pid }) if cli.standby => {
                 if !waiting {
                     info!(
@@ -322,23 +364,29 @@ async fn close_outputs<O: OutputTarget + ?Sized>(output: &mut O, timeout: Durati
 
 /// The configured targets. The JetStream one is set up (connection, stream)
 /// before anything is created on the PostgreSQL side.
-async fn build_outputs(cli: &Cli, metrics: &Arc<Metrics>) -> Result<CompositeOutput, RunError> {
+/// Also returns the NATS connection, when there is one.
+async fn build_outputs(
+    cli: &Cli,
+    metrics: &Arc<Metrics>,
+) -> Result<(CompositeOutput, Option<async_nats::Client>), RunError> {
     if cli.no_stdout && !cli.nats.enabled() {
         return Err(RunError::Usage(
             "--no-stdout leaves no output target: add --nats-server or drop --no-stdout".into(),
         ));
     }
     let mut output = CompositeOutput::new();
+    let mut nats = None;
     if cli.nats.enabled() {
         let jetstream = JetStreamOutput::connect(&cli.nats, &cli.slot, metrics.clone())
             .await
             .map_err(RunError::JetStream)?;
+        nats = Some(jetstream.client());
         output.push(Box::new(jetstream));
     }
     if !cli.no_stdout {
         output.push(Box::new(StdoutOutput::stdout(cli.format)));
     }
-    Ok(output)
+    Ok((output, nats))
 }
 
 /// `name` as a double-quoted SQL identifier, as `publication_names` expects.

@@ -100,6 +100,30 @@ impl ReplicationConnection {
         }
     }
 
+    /// Create a logical slot with pgoutput that exports its snapshot: returns
+    /// the consistent point and the snapshot's name. The snapshot can be
+    /// imported (`SET TRANSACTION SNAPSHOT`) only until this connection runs
+    /// another command or closes.
+    pub async fn create_slot_exporting_snapshot(
+        &mut self,
+        slot: &str,
+    ) -> Result<(Lsn, String), ReplicationError> {
+        let quoted = format!("\"{}\"", slot.replace('"', "\"\""));
+        // PostgreSQL 15 introduced the option list; 14 has only the keyword form.
+        let sql = if self.server_version_num >= 150_000 {
+            format!("CREATE_REPLICATION_SLOT {quoted} LOGICAL pgoutput (SNAPSHOT 'export')")
+        } else {
+            format!("CREATE_REPLICATION_SLOT {quoted} LOGICAL pgoutput EXPORT_SNAPSHOT")
+        };
+        let rows = self.simple_query(&sql).await?;
+        let bad = || ReplicationError::Protocol("unexpected CREATE_REPLICATION_SLOT result".into());
+        let row = rows.first().ok_or_else(bad)?;
+        let col = |i: usize| row.get(i).and_then(|v| v.clone());
+        let consistent_point = col(1).and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        let snapshot = col(2).ok_or_else(bad)?;
+        Ok((consistent_point, snapshot))
+    }
+
     /// `START_REPLICATION SLOT "slot" LOGICAL X/Y (k 'v', ...)` (values single-quoted, quotes doubled)
     pub async fn start_replication(
         mut self,

@@ -163,6 +163,11 @@ impl MessageIds {
                 lsn,
                 ..
             } => format!("{}:{lsn}:m", self.slot),
+            // The n-th row of the table in the snapshot taken at the consistent point.
+            Change::Read(row) => format!(
+                "{}:{commit_lsn}:s{}:{index}",
+                self.slot, row.table.relation_id
+            ),
             _ => format!("{}:{commit_lsn}:{index}", self.slot),
         }
     }
@@ -180,7 +185,9 @@ pub fn event_lsn(change: &Change) -> Option<Lsn> {
     match change {
         Change::Begin(tx) => Some(tx.commit_lsn),
         Change::Commit { end_lsn, .. } => Some(*end_lsn),
-        Change::Insert(row) | Change::Update(row) | Change::Delete(row) => Some(row.lsn),
+        Change::Insert(row) | Change::Read(row) | Change::Update(row) | Change::Delete(row) => {
+            Some(row.lsn)
+        }
         Change::Truncate { lsn, .. } | Change::Message { lsn, .. } => Some(*lsn),
         Change::Relation(_) => None,
     }
@@ -190,6 +197,7 @@ fn tx_of(change: &Change) -> Option<&TxInfo> {
     match change {
         Change::Begin(tx) | Change::Commit { tx, .. } | Change::Truncate { tx, .. } => Some(tx),
         Change::Insert(row) | Change::Update(row) | Change::Delete(row) => Some(&row.tx),
+        Change::Read(_) => None,
         Change::Message { tx, .. } => tx.as_ref(),
         Change::Relation(_) => None,
     }

@@ -149,6 +149,11 @@ impl JetStreamOutput {
         })
     }
 
+    /// The NATS connection (for the snapshot's key-value state).
+    pub fn client(&self) -> async_nats::Client {
+        self.client.clone()
+    }
+
     /// Events published and awaiting their ack.
     pub fn inflight(&self) -> u64 {
         self.shared.inflight.load(Ordering::Relaxed)

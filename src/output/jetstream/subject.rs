@@ -77,6 +77,7 @@ impl Subjects {
             Change::Relation(table)
             | Change::Truncate { table, .. }
             | Change::Insert(crate::change::RowChange { table, .. })
+            | Change::Read(crate::change::RowChange { table, .. })
             | Change::Update(crate::change::RowChange { table, .. })
             | Change::Delete(crate::change::RowChange { table, .. }) => {
                 push_token(&mut subject, &table.schema);

@@ -1,0 +1,307 @@
+//! Running the initial snapshot (see [`crate::snapshot`]): create the slot
+//! with an exported snapshot (or resume an unfinished one), read every table
+//! of the publication with COPY in one REPEATABLE READ transaction, and hand
+//! each row as a `read` event to the same filter, encoder and outputs as
+//! streamed changes. A table counts as done once the outputs have durably
+//! taken all its rows; only then is it recorded in the state.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{pin_mut, TryStreamExt};
+use tokio_postgres::Client;
+use tracing::info;
+
+use super::applier::{Applier, Rules};
+use super::{close_outputs, RunError, Stop};
+use crate::change::{Change, RowChange, TxInfo};
+use crate::checkpoint::Checkpoint;
+use crate::config::conninfo::{self, ConnInfo};
+use crate::config::Cli;
+use crate::lsn::Lsn;
+use crate::metrics::Metrics;
+use crate::output::{CompositeOutput, OutputTarget, Seq};
+use crate::preflight::Preflight;
+use crate::replication::ReplicationConnection;
+use crate::shutdown::Shutdown;
+use crate::snapshot::copy::CopyRows;
+use crate::snapshot::state::{SnapshotState, StateStore};
+use crate::snapshot::tables::{publication_tables, SnapshotTable};
+
+/// How often progress is logged while a table is read.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+/// How often the durable position is looked at while a table's last acks arrive.
+const DURABLE_POLL: Duration = Duration::from_millis(5);
+
+/// What the snapshot needs of the run.
+pub(super) struct SnapshotRun<'a> {
+    pub(super) info: &'a ConnInfo,
+    pub(super) cli: &'a Cli,
+    pub(super) metrics: &'a Arc<Metrics>,
+    pub(super) rules: &'a Rules,
+    pub(super) store: StateStore,
+}
+
+/// Take or resume the snapshot. Updates `checked` when the slot was created
+/// here. `Some(stop)` when a stop was requested (or an output closed) before
+/// it finished.
+pub(super) async fn run(
+    run: SnapshotRun<'_>,
+    checked: &mut Preflight,
+    output: &mut CompositeOutput,
+    shutdown: &mut Shutdown,
+) -> Result<Option<Stop>, RunError> {
+    let slot = run.cli.slot.as_str();
+    let failed = |context: &str, err: &dyn std::fmt::Display| {
+        RunError::Snapshot(format!("{context}: {err}"))
+    };
+    let sql = conninfo::connect_sql(run.info)
+        .await
+        .map_err(RunError::Connect)?;
+    let mut state = if checked.slot_missing {
+        let mut replication = ReplicationConnection::connect(run.info)
+            .await
+            .map_err(RunError::Replication)?;
+        let (consistent_point, snapshot) = replication
+            .create_slot_exporting_snapshot(slot)
+            .await
+            .map_err(RunError::Replication)?;
+        info!(
+            message = "Created replication slot with an exported snapshot.",
+            slot,
+            consistent_point = %consistent_point,
+        );
+        let state = SnapshotState {
+            slot: slot.to_owned(),
+            consistent_point: consistent_point.to_string(),
+            done: Vec::new(),
+            finished: false,
+        };
+        run.store
+            .save(&state)
+            .await
+            .map_err(|e| failed("saving the snapshot state", &e))?;
+        // The exported snapshot lives until the replication connection's next command.
+        sql.batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
+            snapshot.replace('\'', "''")
+        ))
+        .await
+        .map_err(|e| failed("importing the slot's snapshot", &e))?;
+        drop(replication);
+        checked.confirmed_flush = consistent_point;
+        checked.created_slot = true;
+        checked.slot_missing = false;
+        state
+    } else {
+        match run
+            .store
+            .load(slot)
+            .await
+            .map_err(|e| failed("loading the snapshot state", &e))?
+        {
+            Some(state) if !state.finished => {
+                info!(
+                    message = "Resuming the initial snapshot with the tables not finished; they are read from a new snapshot.",
+                    slot,
+                    done = state.done.len(),
+                );
+                sql.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await
+                    .map_err(|e| failed("starting the snapshot transaction", &e))?;
+                state
+            }
+            _ => return Ok(None),
+        }
+    };
+    let consistent_point: Lsn = state
+        .consistent_point
+        .parse()
+        .map_err(|e| failed("the snapshot state's consistent point", &e))?;
+    let tables = publication_tables(&sql, &run.cli.publication, checked.server_version_num)
+        .await
+        .map_err(|e| failed("listing the publication's tables", &e))?;
+    let taken_at = pg_now();
+    let started = Instant::now();
+    let mut rows_total = 0u64;
+    for (number, table) in tables.iter().enumerate() {
+        let name = table.name();
+        if state.done.contains(&name) {
+            continue;
+        }
+        let mut applier = Applier::new(
+            &mut *output,
+            Arc::new(Mutex::new(Checkpoint::new(consistent_point))),
+            run.metrics.clone(),
+            run.rules.clone(),
+        );
+        let read = read_table(&sql, table, consistent_point, taken_at, &mut applier);
+        let rows = tokio::select! {
+            rows = read => rows?,
+            _ = shutdown.wait() => {
+                drop(applier);
+                return Ok(Some(stopped(output, run.cli.shutdown_timeout).await));
+            }
+        };
+        // Durable before it counts as done: a marker below every real position
+        // (the stream starts at the consistent point) that grows per table.
+        let marker = Lsn(number as u64 + 1);
+        applier
+            .output
+            .commit(marker)
+            .await
+            .map_err(RunError::Output)?;
+        drop(applier);
+        tokio::select! {
+            () = durable(&*output, marker) => {}
+            _ = shutdown.wait() => return Ok(Some(stopped(output, run.cli.shutdown_timeout).await)),
+        }
+        state.done.push(name);
+        run.store
+            .save(&state)
+            .await
+            .map_err(|e| failed("saving the snapshot state", &e))?;
+        rows_total += rows;
+    }
+    sql.batch_execute("COMMIT")
+        .await
+        .map_err(|e| failed("ending the snapshot transaction", &e))?;
+    state.finished = true;
+    run.store
+        .save(&state)
+        .await
+        .map_err(|e| failed("saving the snapshot state", &e))?;
+    info!(
+        message = "Initial snapshot finished; streaming from its consistent point.",
+        tables = tables.len(),
+        rows = rows_total,
+        seconds = started.elapsed().as_secs_f64().round() as u64,
+        consistent_point = %consistent_point,
+    );
+    Ok(None)
+}
+
+/// COPY one table and publish its rows (after its relation event); the number of rows.
+async fn read_table<O: OutputTarget + ?Sized>(
+    sql: &Client,
+    table: &SnapshotTable,
+    consistent_point: Lsn,
+    taken_at: i64,
+    applier: &mut Applier<'_, O>,
+) -> Result<u64, RunError> {
+    let name = table.name();
+    let failed = |e: &dyn std::fmt::Display| RunError::Snapshot(format!("reading {name}: {e}"));
+    info!(
+        message = "Snapshot of table started.",
+        table = %name,
+        estimated_rows = table.estimate.max(0),
+    );
+    let seq = |index| Seq {
+        commit_lsn: consistent_point,
+        index,
+    };
+    applier
+        .publish_row(&Change::Relation(table.table.clone()), seq(0))
+        .await?;
+    let tx = TxInfo {
+        xid: 0,
+        commit_lsn: consistent_point,
+        commit_ts: taken_at,
+    };
+    let copy = sql
+        .copy_out(table.copy_sql.as_str())
+        .await
+        .map_err(|e| failed(&e))?;
+    pin_mut!(copy);
+    let columns = table.table.columns.len();
+    let mut parser = CopyRows::default();
+    let mut tuples = Vec::new();
+    let mut rows = 0u64;
+    let started = Instant::now();
+    let mut last_report = started;
+    while let Some(chunk) = copy.try_next().await.map_err(|e| failed(&e))? {
+        parser
+            .push(&chunk, columns, &mut tuples)
+            .map_err(|e| failed(&e))?;
+        for tuple in tuples.drain(..) {
+            let change = Change::Read(RowChange {
+                table: table.table.clone(),
+                lsn: consistent_point,
+                tx,
+                new: Some(tuple),
+                old: None,
+            });
+            applier.publish_row(&change, seq(rows as u32)).await?;
+            rows += 1;
+        }
+        if last_report.elapsed() >= PROGRESS_EVERY {
+            last_report = Instant::now();
+            report(&name, rows, table.estimate, started, false);
+        }
+    }
+    if !parser.is_empty() {
+        return Err(failed(&"the COPY output ended inside a row"));
+    }
+    report(&name, rows, table.estimate, started, true);
+    Ok(rows)
+}
+
+/// One progress line: rows done, rate, and (while running) the estimate.
+fn report(table: &str, rows: u64, estimate: i64, started: Instant, done: bool) {
+    let seconds = started.elapsed().as_secs_f64();
+    let rate = if seconds > 0.0 {
+        rows as f64 / seconds
+    } else {
+        0.0
+    };
+    if done {
+        info!(
+            message = "Snapshot of table done.",
+            table,
+            rows,
+            rows_per_second = rate.round() as u64
+        );
+    } else {
+        let estimate = u64::try_from(estimate).unwrap_or(0);
+        let remaining_seconds = if rate > 0.0 && estimate > rows {
+            ((estimate - rows) as f64 / rate).round() as u64
+        } else {
+            0
+        };
+        info!(
+            message = "Snapshot progress.",
+            table,
+            rows,
+            estimated_rows = estimate,
+            rows_per_second = rate.round() as u64,
+            remaining_seconds,
+        );
+    }
+}
+
+async fn durable<O: OutputTarget + ?Sized>(output: &O, marker: Lsn) {
+    while output.durable() < marker {
+        tokio::time::sleep(DURABLE_POLL).await;
+    }
+}
+
+/// A stop during the snapshot: let the outputs finish what they hold; the
+/// table being read is read again on restart.
+async fn stopped(output: &mut CompositeOutput, timeout: Duration) -> Stop {
+    info!(
+        message =
+            "Stop requested during the snapshot; the unfinished table is read again on restart."
+    );
+    output.discard_uncommitted();
+    close_outputs(output, timeout).await;
+    Stop::Requested
+}
+
+/// Now as a PostgreSQL timestamp (µs since 2000-01-01).
+fn pg_now() -> i64 {
+    const MICROS_1970_TO_2000: i64 = 946_684_800_000_000;
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    micros - MICROS_1970_TO_2000
+}

@@ -1,0 +1,135 @@
+//! The tables of the publication, described as a relation message would
+//! describe them, and the query that reads each one.
+
+use std::sync::Arc;
+
+use tokio_postgres::Client;
+
+use crate::change::{Column, Table};
+use crate::pgoutput::message::ReplicaIdentity;
+
+/// One table to read.
+#[derive(Debug, Clone)]
+pub struct SnapshotTable {
+    pub table: Arc<Table>,
+    /// `COPY (SELECT <columns> FROM <table> [WHERE <row filter>]) TO STDOUT`.
+    pub copy_sql: String,
+    /// `pg_class.reltuples`: the planner's row estimate (-1 when never analysed).
+    pub estimate: i64,
+}
+
+impl SnapshotTable {
+    /// `schema.table`, as progress and state name it.
+    pub fn name(&self) -> String {
+        format!("{}.{}", self.table.schema, self.table.name)
+    }
+}
+
+/// The publication's tables in name order, with the column lists and row
+/// filters of PostgreSQL 15+ publications applied as pgoutput applies them.
+pub async fn publication_tables(
+    client: &Client,
+    publication: &str,
+    server_version_num: u32,
+) -> Result<Vec<SnapshotTable>, tokio_postgres::Error> {
+    let (attnames, rowfilter) = if server_version_num >= 150_000 {
+        ("pt.attnames", "pt.rowfilter")
+    } else {
+        ("NULL::name[]", "NULL::text")
+    };
+    let rows = client
+        .query(
+            &format!(
+                "SELECT pt.schemaname::text, pt.tablename::text, c.oid, c.relreplident::text, \
+                        c.reltuples::int8, {attnames}::text[], {rowfilter} \
+                 FROM pg_publication_tables pt \
+                 JOIN pg_namespace n ON n.nspname = pt.schemaname \
+                 JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename \
+                 WHERE pt.pubname = $1 \
+                 ORDER BY 1, 2"
+            ),
+            &[&publication],
+        )
+        .await?;
+    let mut tables = Vec::with_capacity(rows.len());
+    for row in rows {
+        let schema: String = row.get(0);
+        let name: String = row.get(1);
+        let oid: u32 = row.get(2);
+        let identity: String = row.get(3);
+        let estimate: i64 = row.get(4);
+        let published: Option<Vec<String>> = row.get(5);
+        let filter: Option<String> = row.get(6);
+        let columns = columns(client, oid, identity.as_str(), published.as_deref()).await?;
+        let list = columns
+            .iter()
+            .map(|c| quote(&c.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut select = format!(
+            "SELECT {list} FROM ONLY {}.{}",
+            quote(&schema),
+            quote(&name)
+        );
+        if let Some(filter) = filter {
+            select.push_str(&format!(" WHERE {filter}"));
+        }
+        tables.push(SnapshotTable {
+            table: Arc::new(Table {
+                relation_id: oid,
+                schema,
+                name,
+                replica_identity: identity
+                    .bytes()
+                    .next()
+                    .and_then(ReplicaIdentity::from_byte)
+                    .unwrap_or(ReplicaIdentity::Default),
+                columns,
+            }),
+            copy_sql: format!("COPY ({select}) TO STDOUT"),
+            estimate,
+        });
+    }
+    Ok(tables)
+}
+
+/// The published columns in order (no dropped or generated ones); key
+/// columns are those of the replica identity, as in a relation message.
+async fn columns(
+    client: &Client,
+    oid: u32,
+    identity: &str,
+    published: Option<&[String]>,
+) -> Result<Vec<Column>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT a.attname::text, a.atttypid, t.typname::text, \
+                    CASE $2 \
+                      WHEN 'f' THEN true \
+                      WHEN 'd' THEN a.attnum = ANY (coalesce((SELECT i.indkey::int2[] FROM pg_index i \
+                                     WHERE i.indrelid = a.attrelid AND i.indisprimary), '{}')) \
+                      WHEN 'i' THEN a.attnum = ANY (coalesce((SELECT i.indkey::int2[] FROM pg_index i \
+                                     WHERE i.indrelid = a.attrelid AND i.indisreplident), '{}')) \
+                      ELSE false END \
+             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' \
+             ORDER BY a.attnum",
+            &[&oid, &identity],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| Column {
+            name: row.get(0),
+            type_oid: row.get(1),
+            type_name: row.get(2),
+            key: row.get(3),
+        })
+        .filter(|c| published.is_none_or(|names| names.contains(&c.name)))
+        .collect())
+}
+
+/// `name` as a double-quoted SQL identifier.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
