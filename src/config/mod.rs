@@ -153,6 +153,17 @@ pub struct Cli {
     #[arg(long, env = "PGOUTPUT_STREAM_HEARTBEAT_INTERVAL", value_parser = parse_positive_duration)]
     pub heartbeat_interval: Option<Duration>,
 
+    /// Have the server stream large in-progress transactions (pgoutput protocol
+    /// version 2, PostgreSQL 14+) instead of spilling them to its own disk until
+    /// they commit; only committed changes are published, in commit order.
+    #[arg(long, env = "PGOUTPUT_STREAM_STREAMING")]
+    pub streaming: bool,
+
+    /// With --streaming: memory for in-progress transactions' changes; beyond it
+    /// the largest moves to a temporary file.
+    #[arg(long, default_value = "64MB", env = "PGOUTPUT_STREAM_STREAMING_MEMORY", value_parser = parse_size)]
+    pub streaming_memory: u64,
+
     /// When the slot is at least this far behind the server's WAL (e.g. after downtime),
     /// read the backlog through SQL in large chunks (`pg_logical_slot_peek_binary_changes`,
     /// then `pg_replication_slot_advance` once the outputs have durably taken each chunk),
@@ -221,10 +232,15 @@ pub enum CatchUpThreshold {
 
 /// Sizes as `16MB`, `512kB`, `1GB` (powers of 1024, as in PostgreSQL) or bytes, or `off`.
 fn parse_size_or_off(s: &str) -> Result<CatchUpThreshold, String> {
-    let s = s.trim();
-    if s.eq_ignore_ascii_case("off") {
+    if s.trim().eq_ignore_ascii_case("off") {
         return Ok(CatchUpThreshold::Off);
     }
+    parse_size(s).map(CatchUpThreshold::Bytes)
+}
+
+/// Sizes as `16MB`, `512kB`, `1GB` (powers of 1024, as in PostgreSQL) or bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
     let invalid = || format!("invalid size {s:?}: use e.g. 16MB, 512kB, 1GB or off");
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
@@ -236,9 +252,7 @@ fn parse_size_or_off(s: &str) -> Result<CatchUpThreshold, String> {
         "GB" => 1 << 30,
         _ => return Err(invalid()),
     };
-    n.checked_mul(scale)
-        .map(CatchUpThreshold::Bytes)
-        .ok_or_else(invalid)
+    n.checked_mul(scale).ok_or_else(invalid)
 }
 
 /// A duration of more than zero.

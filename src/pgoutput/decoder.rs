@@ -12,15 +12,40 @@ use bytes::Bytes;
 use crate::change::{Change, RowChange, Table, TxInfo};
 use crate::lsn::Lsn;
 use crate::pgoutput::message::{LogicalMessage, MessageKind, OldTuple, Tuple};
-use crate::pgoutput::parse::{parse, DecodeError};
+use crate::pgoutput::parse::{parse, parse_streamed, DecodeError};
 use crate::pgoutput::relation::RelationCache;
+use crate::pgoutput::streams::{Buffered, Replay, StreamBuffers};
+
+/// Memory for streamed in-progress transactions unless configured otherwise.
+const DEFAULT_STREAM_MEMORY: usize = 64 << 20;
 
 /// Decodes a replication session's payloads, in the order the server sent them.
-#[derive(Debug, Default)]
 pub struct Decoder {
     relations: RelationCache,
     /// The transaction between its Begin and Commit, if one is open.
     tx: Option<TxInfo>,
+    /// Streamed in-progress transactions (protocol version 2).
+    streams: StreamBuffers,
+    /// The transaction whose stream block is open (between Stream Start and Stop).
+    in_stream: Option<u32>,
+    /// A committed streamed transaction being handed out, and its end LSN.
+    replay: Option<(Replay, Lsn)>,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new(DEFAULT_STREAM_MEMORY)
+    }
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder")
+            .field("tx", &self.tx)
+            .field("in_stream", &self.in_stream)
+            .field("replaying", &self.replay.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A payload that could not be turned into events; the stream cannot safely go on.
@@ -61,6 +86,12 @@ pub enum DecoderErrorCause {
         /// Columns in the tuple.
         got: usize,
     },
+    /// A streaming message arrived out of order (a stream inside a transaction, a Stop without Start, ...).
+    #[error("{0}")]
+    StreamOrder(&'static str),
+    /// A streamed transaction's spill file could not be written or read.
+    #[error("streamed transaction spill file: {0}")]
+    Spill(String),
     /// A Commit's LSN differs from the final LSN its Begin announced.
     #[error("Commit is for LSN {commit} but the open transaction's Begin announced {begin}")]
     CommitMismatch {
@@ -72,7 +103,20 @@ pub enum DecoderErrorCause {
 }
 
 impl Decoder {
+    /// A decoder keeping at most about `stream_memory` bytes of streamed
+    /// in-progress transactions in memory (the rest in temporary files).
+    pub fn new(stream_memory: usize) -> Self {
+        Decoder {
+            relations: RelationCache::default(),
+            tx: None,
+            streams: StreamBuffers::new(stream_memory),
+            in_stream: None,
+            replay: None,
+        }
+    }
+
     /// Decode one XLogData payload received at WAL position `lsn`, appending events to `out`.
+    /// After a streamed transaction's commit, [`replay`](Self::replay) hands out its events.
     ///
     /// On error nothing is appended and the decoder's state is unchanged.
     pub fn decode(
@@ -81,6 +125,9 @@ impl Decoder {
         data: Bytes,
         out: &mut Vec<Change>,
     ) -> Result<(), DecoderError> {
+        if let Some(xid) = self.in_stream {
+            return self.buffer(xid, lsn, data);
+        }
         let message = parse(data).map_err(|e| DecoderError {
             lsn,
             kind: e.kind,
@@ -89,6 +136,72 @@ impl Decoder {
         let kind = message.kind();
         self.apply(lsn, message, out)
             .map_err(|cause| DecoderError { lsn, kind, cause })
+    }
+
+    /// Keep a message of the open stream block until its transaction ends.
+    fn buffer(&mut self, xid: u32, lsn: Lsn, data: Bytes) -> Result<(), DecoderError> {
+        let (subxid, message) = parse_streamed(data.clone()).map_err(|e| DecoderError {
+            lsn,
+            kind: e.kind,
+            cause: DecoderErrorCause::Malformed(e),
+        })?;
+        let kind = message.kind();
+        let error = |cause| DecoderError { lsn, kind, cause };
+        match (message, subxid) {
+            (LogicalMessage::StreamStop, _) => self.in_stream = None,
+            (_, Some(subxid)) => self
+                .streams
+                .push(xid, Buffered { lsn, subxid, data })
+                .map_err(|e| error(DecoderErrorCause::Spill(e.to_string())))?,
+            // Replication origins carry nothing a consumer needs.
+            (LogicalMessage::Origin(_), None) => {}
+            (_, None) => {
+                return Err(error(DecoderErrorCause::StreamOrder(
+                    "a message that belongs to no transaction arrived inside a stream block",
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a committed streamed transaction is being handed out.
+    pub fn replaying(&self) -> bool {
+        self.replay.is_some()
+    }
+
+    /// Append up to `max` more events of the committed streamed transaction,
+    /// and its Commit after the last one.
+    pub fn replay(&mut self, max: usize, out: &mut Vec<Change>) -> Result<(), DecoderError> {
+        for _ in 0..max {
+            let Some((replay, end_lsn)) = self.replay.as_mut() else {
+                return Ok(());
+            };
+            let end_lsn = *end_lsn;
+            let spill_error = |e: std::io::Error| DecoderError {
+                lsn: end_lsn,
+                kind: MessageKind::StreamCommit,
+                cause: DecoderErrorCause::Spill(e.to_string()),
+            };
+            match replay.next_message().map_err(spill_error)? {
+                Some(Buffered { lsn, data, .. }) => {
+                    let (_, message) = parse_streamed(data).map_err(|e| DecoderError {
+                        lsn,
+                        kind: e.kind,
+                        cause: DecoderErrorCause::Malformed(e),
+                    })?;
+                    let kind = message.kind();
+                    self.apply(lsn, message, out)
+                        .map_err(|cause| DecoderError { lsn, kind, cause })?;
+                }
+                None => {
+                    self.replay = None;
+                    if let Some(tx) = self.tx.take() {
+                        out.push(Change::Commit { tx, end_lsn });
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The relations described so far.
@@ -191,6 +304,37 @@ impl Decoder {
                     restart_identity: truncate.restart_identity,
                 }));
             }
+            LogicalMessage::StreamStart(start) => {
+                if self.tx.is_some() {
+                    return Err(DecoderErrorCause::StreamOrder(
+                        "Stream Start arrived inside a transaction",
+                    ));
+                }
+                self.in_stream = Some(start.xid);
+            }
+            LogicalMessage::StreamStop => {
+                return Err(DecoderErrorCause::StreamOrder(
+                    "Stream Stop arrived with no stream block open",
+                ))
+            }
+            LogicalMessage::StreamCommit(commit) => {
+                if let Some(open) = self.tx {
+                    return Err(DecoderErrorCause::NestedBegin { open_xid: open.xid });
+                }
+                let replay = self
+                    .streams
+                    .commit(commit.xid)
+                    .map_err(|e| DecoderErrorCause::Spill(e.to_string()))?;
+                let tx = TxInfo {
+                    xid: commit.xid,
+                    commit_lsn: commit.commit_lsn,
+                    commit_ts: commit.commit_ts,
+                };
+                self.tx = Some(tx);
+                self.replay = Some((replay, commit.end_lsn));
+                out.push(Change::Begin(tx));
+            }
+            LogicalMessage::StreamAbort(abort) => self.streams.abort(abort.xid, abort.subxid),
             LogicalMessage::Message(message) => {
                 let tx = if message.transactional {
                     Some(self.tx()?)

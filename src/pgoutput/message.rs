@@ -1,5 +1,6 @@
-//! The pgoutput logical replication messages (protocol version 1) and logical
-//! decoding messages, as parsed from one XLogData payload.
+//! The pgoutput logical replication messages (protocol version 1, and the
+//! streaming messages of version 2) and logical decoding messages, as parsed
+//! from one XLogData payload.
 //!
 //! Reference: "Logical Replication Message Formats" in the PostgreSQL docs.
 //! Column values borrow the received buffer (`Bytes`), so a row is never copied.
@@ -21,6 +22,35 @@ pub enum LogicalMessage {
     Delete(Delete),
     Truncate(Truncate),
     Message(Message),
+    /// Version 2: a block of an in-progress transaction's changes starts.
+    StreamStart(StreamStart),
+    /// Version 2: the block ends.
+    StreamStop,
+    /// Version 2: a streamed transaction committed.
+    StreamCommit(StreamCommit),
+    /// Version 2: a streamed transaction (`xid == subxid`) or one of its subtransactions aborted.
+    StreamAbort(StreamAbort),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamStart {
+    pub xid: u32,
+    pub first_segment: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamCommit {
+    pub xid: u32,
+    pub flags: u8,
+    pub commit_lsn: Lsn,
+    pub end_lsn: Lsn,
+    pub commit_ts: PgTimestamp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamAbort {
+    pub xid: u32,
+    pub subxid: u32,
 }
 
 impl LogicalMessage {
@@ -37,6 +67,10 @@ impl LogicalMessage {
             LogicalMessage::Delete(_) => MessageKind::Delete,
             LogicalMessage::Truncate(_) => MessageKind::Truncate,
             LogicalMessage::Message(_) => MessageKind::Message,
+            LogicalMessage::StreamStart(_) => MessageKind::StreamStart,
+            LogicalMessage::StreamStop => MessageKind::StreamStop,
+            LogicalMessage::StreamCommit(_) => MessageKind::StreamCommit,
+            LogicalMessage::StreamAbort(_) => MessageKind::StreamAbort,
         }
     }
 }
@@ -54,6 +88,10 @@ pub enum MessageKind {
     Delete,
     Truncate,
     Message,
+    StreamStart,
+    StreamStop,
+    StreamCommit,
+    StreamAbort,
     /// A tag byte this decoder does not know.
     Unknown(u8),
     /// An empty payload: there is no tag byte at all.
@@ -74,6 +112,10 @@ impl MessageKind {
             b'D' => MessageKind::Delete,
             b'T' => MessageKind::Truncate,
             b'M' => MessageKind::Message,
+            b'S' => MessageKind::StreamStart,
+            b'E' => MessageKind::StreamStop,
+            b'c' => MessageKind::StreamCommit,
+            b'A' => MessageKind::StreamAbort,
             other => MessageKind::Unknown(other),
         }
     }

@@ -5,6 +5,7 @@ pub mod decoder;
 pub mod message;
 pub mod parse;
 pub mod relation;
+pub mod streams;
 
 pub use decoder::{Decoder, DecoderError, DecoderErrorCause};
 pub use message::{LogicalMessage, MessageKind};

@@ -47,7 +47,7 @@ impl<'a, O: OutputTarget + ?Sized> Applier<'a, O> {
     ) -> Self {
         Applier {
             output,
-            decoder: Decoder::default(),
+            decoder: Decoder::new(rules.stream_memory),
             checkpoint,
             changes: Vec::new(),
             json: Vec::with_capacity(4096),
@@ -90,11 +90,23 @@ impl<'a, O: OutputTarget + ?Sized> Applier<'a, O> {
 
     /// Decode one XLogData payload and hand its published events to the
     /// outputs; every unit's end goes to the outputs, filtered or not, so the
-    /// slot moves past filtered changes too.
+    /// slot moves past filtered changes too. A streamed transaction's commit
+    /// hands out its events in batches, so memory stays bounded.
     async fn apply(&mut self, wal_start: Lsn, data: Bytes) -> Result<(), RunError> {
         self.decoder
             .decode(wal_start, data, &mut self.changes)
             .map_err(RunError::Decode)?;
+        self.hand_over().await?;
+        while self.decoder.replaying() {
+            self.decoder
+                .replay(REPLAY_BATCH, &mut self.changes)
+                .map_err(RunError::Decode)?;
+            self.hand_over().await?;
+        }
+        Ok(())
+    }
+
+    async fn hand_over(&mut self) -> Result<(), RunError> {
         let mut changes = std::mem::take(&mut self.changes);
         for change in changes.drain(..) {
             let seq = self.seqs.next(&change);
@@ -174,11 +186,16 @@ impl<'a, O: OutputTarget + ?Sized> Applier<'a, O> {
     }
 }
 
+/// Events of a committed streamed transaction decoded between two hand-overs.
+const REPLAY_BATCH: usize = 256;
+
 /// What is published and how: the same for every session and catch-up chunk of a run.
 #[derive(Debug, Clone)]
 pub(super) struct Rules {
     pub(super) filter: Filter,
     pub(super) payload: Payload,
+    /// Memory for streamed in-progress transactions (`--streaming-memory`).
+    pub(super) stream_memory: usize,
 }
 
 /// The payload format.

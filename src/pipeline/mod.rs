@@ -59,6 +59,7 @@ pub async fn run(cli: Cli, mut shutdown: Shutdown) -> Result<Stop, RunError> {
             },
             Format::Json | Format::JsonPretty | Format::Text => Payload::Native,
         },
+        stream_memory: usize::try_from(cli.streaming_memory).unwrap_or(usize::MAX),
     };
     if cli.snapshot == SnapshotMode::Initial
         && !cli.nats.enabled()
@@ -72,6 +73,12 @@ pub async fn run(cli: Cli, mut shutdown: Shutdown) -> Result<Stop, RunError> {
     let Some((mut checked, client)) = check_server(&info, &cli, &mut shutdown).await? else {
         return Ok(Stop::Requested);
     };
+    if cli.streaming && checked.server_version_num < 140_000 {
+        return Err(RunError::Usage(format!(
+            "--streaming needs PostgreSQL 14 or later (pgoutput protocol version 2); the server is {}: drop --streaming",
+            checked.server_version_num
+        )));
+    }
     let housekeeping = tokio::spawn(housekeeping::run(
         info.clone(),
         Some(client),
@@ -296,7 +303,7 @@ async fn open_stream(run: &Run<'_>, from: Lsn, first: bool) -> Result<Replicatio
             wal_position = %system.xlogpos,
         );
     }
-    let options = plugin_options(cli, checked);
+    let options = plugin_options(cli, checked, cli.streaming);
     let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let stream = connection
         .start_replication(&cli.slot, from, &options)
@@ -311,12 +318,18 @@ async fn open_stream(run: &Run<'_>, from: Lsn, first: bool) -> Result<Replicatio
     Ok(stream)
 }
 
-/// The pgoutput options, the same for streaming and for catching up through SQL.
-fn plugin_options(cli: &Cli, checked: &Preflight) -> Vec<(&'static str, String)> {
+/// The pgoutput options. `streaming`: protocol version 2 with in-progress
+/// transactions streamed (replication connections only; the SQL functions do
+/// not stream, and version 1 messages are what version 2 sends otherwise).
+fn plugin_options(cli: &Cli, checked: &Preflight, streaming: bool) -> Vec<(&'static str, String)> {
+    let version = if streaming { "2" } else { "1" };
     let mut options = vec![
-        ("proto_version", "1".to_string()),
+        ("proto_version", version.to_string()),
         ("publication_names", quote_identifier(&cli.publication)),
     ];
+    if streaming {
+        options.push(("streaming", "on".to_string()));
+    }
     // Logical decoding messages are forwarded by pgoutput from PostgreSQL 14 on.
     if checked.server_version_num >= 140_000 {
         options.push(("messages", "true".to_string()));
@@ -332,7 +345,7 @@ async fn catch_up(
     confirmed: Lsn,
     shutdown: &mut Shutdown,
 ) -> Result<CatchUp, RunError> {
-    let options = plugin_options(run.cli, run.checked);
+    let options = plugin_options(run.cli, run.checked, false);
     let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let Some(source) = SqlSource::connect(run.info, &run.cli.slot, &options).await else {
         return Ok(CatchUp::Stream(confirmed));

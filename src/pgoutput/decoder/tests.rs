@@ -374,3 +374,120 @@ proptest! {
         }
     }
 }
+
+fn feed_streamed(d: &mut Decoder, lsn: u64, msg: LogicalMessage, xid: u32) -> Vec<Change> {
+    let mut out = Vec::new();
+    let bytes = crate::pgoutput::parse::encode::encode_streamed(&msg, xid);
+    d.decode(Lsn(lsn), Bytes::from(bytes), &mut out).unwrap();
+    out
+}
+
+fn ids(changes: &[Change]) -> Vec<String> {
+    changes
+        .iter()
+        .map(|c| match c {
+            Change::Insert(r) => match &r.new.as_ref().unwrap()[0] {
+                TupleValue::Text(t) => format!("insert {}", String::from_utf8_lossy(t)),
+                _ => "insert ?".into(),
+            },
+            other => other.op().to_owned(),
+        })
+        .collect()
+}
+
+/// Replays everything pending, a few events at a time.
+fn drain(d: &mut Decoder, out: &mut Vec<Change>) {
+    while d.replaying() {
+        d.replay(2, out).unwrap();
+    }
+}
+
+#[test]
+fn streamed_transactions_come_out_whole_at_commit_without_aborted_parts() {
+    // A small stream limit: chunks of transaction 10 go to a temporary file.
+    let mut d = Decoder::new(64);
+    let start = |xid| {
+        LogicalMessage::StreamStart(StreamStart {
+            xid,
+            first_segment: false,
+        })
+    };
+    assert!(feed(&mut d, 0x10, start(10)).unwrap().is_empty());
+    assert!(feed_streamed(&mut d, 0x11, relation(&[("id", 23)]), 10).is_empty());
+    assert!(feed_streamed(&mut d, 0x12, insert(&["1"]), 10).is_empty());
+    assert!(feed_streamed(&mut d, 0x13, insert(&["2"]), 12).is_empty());
+    assert!(feed(&mut d, 0x14, LogicalMessage::StreamStop)
+        .unwrap()
+        .is_empty());
+
+    // Transaction 11 commits in between, normally: it comes first.
+    let mut out = feed(&mut d, 0x20, begin(11)).unwrap();
+    out.extend(feed(&mut d, 0x21, relation(&[("id", 23)])).unwrap());
+    out.extend(feed(&mut d, 0x22, insert(&["100"])).unwrap());
+    out.extend(feed(&mut d, 0x23, commit(FINAL)).unwrap());
+    assert_eq!(ids(&out), ["begin", "relation", "insert 100", "commit"]);
+
+    feed(&mut d, 0x30, start(10)).unwrap();
+    feed_streamed(&mut d, 0x31, insert(&["3"]), 12);
+    feed_streamed(&mut d, 0x32, insert(&["4"]), 10);
+    feed(&mut d, 0x33, LogicalMessage::StreamStop).unwrap();
+    // Subtransaction 12 rolled back: rows 2 and 3 never happened.
+    let abort = LogicalMessage::StreamAbort(StreamAbort {
+        xid: 10,
+        subxid: 12,
+    });
+    assert!(feed(&mut d, 0x34, abort).unwrap().is_empty());
+    // A whole streamed transaction aborted: nothing at all.
+    feed(&mut d, 0x35, start(13)).unwrap();
+    feed_streamed(&mut d, 0x36, insert(&["13"]), 13);
+    feed(&mut d, 0x37, LogicalMessage::StreamStop).unwrap();
+    let abort = LogicalMessage::StreamAbort(StreamAbort {
+        xid: 13,
+        subxid: 13,
+    });
+    assert!(feed(&mut d, 0x38, abort).unwrap().is_empty());
+
+    let stream_commit = LogicalMessage::StreamCommit(StreamCommit {
+        xid: 10,
+        flags: 0,
+        commit_lsn: Lsn(0x40),
+        end_lsn: Lsn(0x48),
+        commit_ts: 5,
+    });
+    let mut out = feed(&mut d, 0x40, stream_commit).unwrap();
+    drain(&mut d, &mut out);
+    assert_eq!(
+        ids(&out),
+        ["begin", "relation", "insert 1", "insert 4", "commit"]
+    );
+    match out.last() {
+        Some(Change::Commit { tx, end_lsn }) => {
+            assert_eq!(
+                (tx.xid, tx.commit_lsn, *end_lsn),
+                (10, Lsn(0x40), Lsn(0x48))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!d.in_transaction());
+}
+
+#[test]
+fn stream_messages_out_of_order_are_errors() {
+    let mut d = ready();
+    let start = LogicalMessage::StreamStart(StreamStart {
+        xid: 9,
+        first_segment: true,
+    });
+    let err = feed(&mut d, 0x20, start).unwrap_err();
+    assert!(
+        matches!(err.cause, DecoderErrorCause::StreamOrder(_)),
+        "{err}"
+    );
+    let mut d = Decoder::default();
+    let err = feed(&mut d, 0x20, LogicalMessage::StreamStop).unwrap_err();
+    assert!(
+        matches!(err.cause, DecoderErrorCause::StreamOrder(_)),
+        "{err}"
+    );
+}

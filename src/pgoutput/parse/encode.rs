@@ -83,7 +83,37 @@ pub(crate) fn encode(message: &LogicalMessage) -> Vec<u8> {
             w.extend(len32(m.content.len()).to_be_bytes());
             w.extend_from_slice(&m.content);
         }
+        LogicalMessage::StreamStart(s) => {
+            w.push(b'S');
+            w.extend(s.xid.to_be_bytes());
+            w.push(u8::from(s.first_segment));
+        }
+        LogicalMessage::StreamStop => w.push(b'E'),
+        LogicalMessage::StreamCommit(c) => {
+            w.push(b'c');
+            w.extend(c.xid.to_be_bytes());
+            w.push(c.flags);
+            w.extend(c.commit_lsn.0.to_be_bytes());
+            w.extend(c.end_lsn.0.to_be_bytes());
+            w.extend(c.commit_ts.to_be_bytes());
+        }
+        LogicalMessage::StreamAbort(a) => {
+            w.push(b'A');
+            w.extend(a.xid.to_be_bytes());
+            w.extend(a.subxid.to_be_bytes());
+        }
     }
+    w
+}
+
+/// The bytes of `message` as sent inside a stream block: the xid of its
+/// (sub)transaction right after the tag.
+pub(crate) fn encode_streamed(message: &LogicalMessage, xid: u32) -> Vec<u8> {
+    let plain = encode(message);
+    let mut w = Vec::with_capacity(plain.len() + 4);
+    w.push(plain[0]);
+    w.extend(xid.to_be_bytes());
+    w.extend_from_slice(&plain[1..]);
     w
 }
 

@@ -19,7 +19,8 @@ use bytes::Bytes;
 use self::reader::Reader;
 use crate::pgoutput::message::{
     Begin, Commit, Delete, Insert, LogicalMessage, Message, MessageKind, OldKind, OldTuple, Origin,
-    Relation, RelationColumn, ReplicaIdentity, Truncate, Tuple, TupleValue, TypeInfo, Update,
+    Relation, RelationColumn, ReplicaIdentity, StreamAbort, StreamCommit, StreamStart, Truncate,
+    Tuple, TupleValue, TypeInfo, Update,
 };
 
 /// Why a payload is not a well-formed pgoutput message.
@@ -43,6 +44,17 @@ const MESSAGE_TRANSACTIONAL: u8 = 1;
 
 /// Parses one complete pgoutput message; the payload must hold exactly one.
 pub fn parse(data: Bytes) -> Result<LogicalMessage, DecodeError> {
+    parse_inner(data, false).map(|(_, message)| message)
+}
+
+/// Parses a message sent inside a stream block (protocol version 2), where
+/// relation, type, row, truncate and message messages carry the xid of their
+/// (sub)transaction after the tag; other messages have none (`None`).
+pub fn parse_streamed(data: Bytes) -> Result<(Option<u32>, LogicalMessage), DecodeError> {
+    parse_inner(data, true)
+}
+
+fn parse_inner(data: Bytes, streamed: bool) -> Result<(Option<u32>, LogicalMessage), DecodeError> {
     let Some(&tag) = data.first() else {
         return Err(DecodeError {
             kind: MessageKind::Empty,
@@ -52,6 +64,21 @@ pub fn parse(data: Bytes) -> Result<LogicalMessage, DecodeError> {
     };
     let kind = MessageKind::from_tag(tag);
     let mut r = Reader::new(&data, 1, kind);
+    let carries_xid = matches!(
+        kind,
+        MessageKind::Relation
+            | MessageKind::Type
+            | MessageKind::Insert
+            | MessageKind::Update
+            | MessageKind::Delete
+            | MessageKind::Truncate
+            | MessageKind::Message
+    );
+    let xid = if streamed && carries_xid {
+        Some(r.u32("xid")?)
+    } else {
+        None
+    };
     let message = match kind {
         MessageKind::Begin => LogicalMessage::Begin(Begin {
             final_lsn: r.lsn("final LSN")?,
@@ -97,12 +124,28 @@ pub fn parse(data: Bytes) -> Result<LogicalMessage, DecodeError> {
         }
         MessageKind::Truncate => LogicalMessage::Truncate(truncate(&mut r)?),
         MessageKind::Message => LogicalMessage::Message(message(&mut r)?),
+        MessageKind::StreamStart => LogicalMessage::StreamStart(StreamStart {
+            xid: r.u32("xid")?,
+            first_segment: r.u8("first segment")? == 1,
+        }),
+        MessageKind::StreamStop => LogicalMessage::StreamStop,
+        MessageKind::StreamCommit => LogicalMessage::StreamCommit(StreamCommit {
+            xid: r.u32("xid")?,
+            flags: r.u8("flags")?,
+            commit_lsn: r.lsn("commit LSN")?,
+            end_lsn: r.lsn("end LSN")?,
+            commit_ts: r.i64("commit timestamp")?,
+        }),
+        MessageKind::StreamAbort => LogicalMessage::StreamAbort(StreamAbort {
+            xid: r.u32("xid")?,
+            subxid: r.u32("subtransaction xid")?,
+        }),
         MessageKind::Unknown(_) | MessageKind::Empty => {
-            return Err(r.error_at(0, "not a pgoutput protocol version 1 message tag"));
+            return Err(r.error_at(0, "not a pgoutput protocol version 1 or 2 message tag"));
         }
     };
     r.finish()?;
-    Ok(message)
+    Ok((xid, message))
 }
 
 fn relation(r: &mut Reader<'_>) -> Result<Relation, DecodeError> {
