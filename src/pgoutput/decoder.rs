@@ -128,11 +128,16 @@ impl Decoder {
         if let Some(xid) = self.in_stream {
             return self.buffer(xid, lsn, data);
         }
-        let message = parse(data).map_err(|e| DecoderError {
-            lsn,
-            kind: e.kind,
-            cause: DecoderErrorCause::Malformed(e),
-        })?;
+        let message = parse(data).map_err(malformed(lsn))?;
+        self.apply_at(lsn, message, out)
+    }
+
+    fn apply_at(
+        &mut self,
+        lsn: Lsn,
+        message: LogicalMessage,
+        out: &mut Vec<Change>,
+    ) -> Result<(), DecoderError> {
         let kind = message.kind();
         self.apply(lsn, message, out)
             .map_err(|cause| DecoderError { lsn, kind, cause })
@@ -140,11 +145,7 @@ impl Decoder {
 
     /// Keep a message of the open stream block until its transaction ends.
     fn buffer(&mut self, xid: u32, lsn: Lsn, data: Bytes) -> Result<(), DecoderError> {
-        let (subxid, message) = parse_streamed(data.clone()).map_err(|e| DecoderError {
-            lsn,
-            kind: e.kind,
-            cause: DecoderErrorCause::Malformed(e),
-        })?;
+        let (subxid, message) = parse_streamed(data.clone()).map_err(malformed(lsn))?;
         let kind = message.kind();
         let error = |cause| DecoderError { lsn, kind, cause };
         match (message, subxid) {
@@ -184,14 +185,8 @@ impl Decoder {
             };
             match replay.next_message().map_err(spill_error)? {
                 Some(Buffered { lsn, data, .. }) => {
-                    let (_, message) = parse_streamed(data).map_err(|e| DecoderError {
-                        lsn,
-                        kind: e.kind,
-                        cause: DecoderErrorCause::Malformed(e),
-                    })?;
-                    let kind = message.kind();
-                    self.apply(lsn, message, out)
-                        .map_err(|cause| DecoderError { lsn, kind, cause })?;
+                    let (_, message) = parse_streamed(data).map_err(malformed(lsn))?;
+                    self.apply_at(lsn, message, out)?;
                 }
                 None => {
                     self.replay = None;
@@ -367,6 +362,14 @@ impl Decoder {
     /// The open transaction and the cached table a row change applies to.
     fn row_target(&self, relation_id: u32) -> Result<(TxInfo, Arc<Table>), DecoderErrorCause> {
         Ok((self.tx()?, self.table(relation_id)?))
+    }
+}
+
+fn malformed(lsn: Lsn) -> impl FnOnce(DecodeError) -> DecoderError {
+    move |e| DecoderError {
+        lsn,
+        kind: e.kind,
+        cause: DecoderErrorCause::Malformed(e),
     }
 }
 
