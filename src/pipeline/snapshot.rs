@@ -219,6 +219,7 @@ async fn read_table<O: OutputTarget + ?Sized>(
     let mut rows = 0u64;
     let started = Instant::now();
     let mut last_report = started;
+    let bar = progress_bar(&name, table.estimate);
     while let Some(chunk) = copy.try_next().await.map_err(|e| failed(&e))? {
         parser
             .push(&chunk, columns, &mut tuples)
@@ -234,16 +235,42 @@ async fn read_table<O: OutputTarget + ?Sized>(
             applier.publish_row(&change, seq(rows as u32)).await?;
             rows += 1;
         }
-        if last_report.elapsed() >= PROGRESS_EVERY {
-            last_report = Instant::now();
-            report(&name, rows, table.estimate, started, false);
+        match &bar {
+            Some(bar) => {
+                bar.set_length(bar.length().unwrap_or(0).max(rows));
+                bar.set_position(rows);
+            }
+            None if last_report.elapsed() >= PROGRESS_EVERY => {
+                last_report = Instant::now();
+                report(&name, rows, table.estimate, started, false);
+            }
+            None => {}
         }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
     }
     if !parser.is_empty() {
         return Err(failed(&"the COPY output ended inside a row"));
     }
     report(&name, rows, table.estimate, started, true);
     Ok(rows)
+}
+
+/// On a terminal, a bar (rows of the estimate, rate, time left) instead of progress lines.
+fn progress_bar(table: &str, estimate: i64) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(u64::try_from(estimate).unwrap_or(0));
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:30}] {human_pos}/{human_len} rows, {per_sec}, {eta} left",
+    )
+    .ok()?;
+    bar.set_style(style.progress_chars("=> "));
+    bar.set_message(table.to_owned());
+    Some(bar)
 }
 
 /// One progress line: rows done, rate, and (while running) the estimate.
