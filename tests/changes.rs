@@ -6,13 +6,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::daemon::Daemon;
-use support::postgres::{shared, TestPostgres};
+use support::postgres::shared;
+use support::scenario::Scenario;
 
-/// A database of its own with a publication for all tables, and a running daemon.
+/// A [`Scenario`] on the shared server with a running daemon (stdout only).
 struct Stream {
-    pg: &'static TestPostgres,
-    db: String,
-    slot: String,
+    s: Scenario<'static>,
     daemon: Option<Daemon>,
 }
 
@@ -22,19 +21,8 @@ impl Stream {
     }
 
     fn start_with(setup: &str, publication: &str) -> Stream {
-        let pg = shared();
-        let db = pg.create_database();
-        pg.psql(&db, setup);
-        pg.psql(&db, publication);
-        let slot = format!(
-            "slot_{}",
-            db.to_lowercase()
-                .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
-        );
         let mut stream = Stream {
-            pg,
-            db,
-            slot,
+            s: Scenario::with_publication(shared(), setup, publication),
             daemon: None,
         };
         stream.restart();
@@ -43,40 +31,17 @@ impl Stream {
 
     fn restart(&mut self) {
         self.stop();
-        let conn = self.pg.conninfo(&self.db);
-        self.daemon = Some(Daemon::start(&[
-            "--connection",
-            &conn,
-            "--slot",
-            &self.slot,
-            "--publication",
-            "pub",
-            "--create-slot",
-            "--status-interval",
-            "1s",
-        ]));
+        self.daemon = Some(self.s.start(None, &[]));
     }
 
     /// Stop the daemon (kill) and wait until the server has released the slot.
     fn stop(&mut self) {
         self.daemon = None;
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let query = format!(
-            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}' AND active",
-            self.slot
-        );
-        while self.sql(&query) != "0" {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "slot {} stayed active",
-                self.slot
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.s.wait_slot_inactive();
     }
 
     fn sql(&self, sql: &str) -> String {
-        self.pg.psql(&self.db, sql)
+        self.s.sql(sql)
     }
 
     fn daemon(&self) -> &Daemon {
@@ -103,10 +68,7 @@ impl Stream {
     }
 
     fn confirmed_flush_lsn(&self) -> String {
-        self.sql(&format!(
-            "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{}'",
-            self.slot
-        ))
+        self.s.confirmed_flush()
     }
 }
 
@@ -390,10 +352,10 @@ fn a_closed_stdout_ends_the_run_cleanly_and_what_was_not_written_comes_again() {
 
     let mut s = Stream::start("CREATE TABLE items (id int PRIMARY KEY)");
     s.stop(); // this test runs its own process, like `pgoutput-stream | head -n 3`
-    let log_path = std::env::temp_dir().join(format!("{}.log", s.slot));
+    let log_path = std::env::temp_dir().join(format!("{}.log", s.s.slot));
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new(support::daemon::binary())
-        .args(["-c", &s.pg.conninfo(&s.db), "-s", &s.slot, "-p", "pub"])
+        .args(["-c", &s.s.conninfo(), "-s", &s.s.slot, "-p", "pub"])
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()

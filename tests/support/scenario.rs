@@ -22,9 +22,14 @@ impl Scenario<'static> {
 
 impl<'pg> Scenario<'pg> {
     pub fn on(pg: &'pg TestPostgres, sql: &str) -> Scenario<'pg> {
+        Scenario::with_publication(pg, sql, "CREATE PUBLICATION pub FOR ALL TABLES")
+    }
+
+    /// Run `sql`, then `publication` (which must create a publication named `pub`).
+    pub fn with_publication(pg: &'pg TestPostgres, sql: &str, publication: &str) -> Scenario<'pg> {
         let db = pg.create_database();
         pg.psql(&db, sql);
-        pg.psql(&db, "CREATE PUBLICATION pub FOR ALL TABLES");
+        pg.psql(&db, publication);
         let slot = format!(
             "s_{}",
             db.to_lowercase()
