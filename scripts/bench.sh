@@ -98,12 +98,8 @@ sql() { "$bindir/psql" -X -q -A -t -h 127.0.0.1 -p "$port" -U postgres -d postgr
 sql -c "ALTER SYSTEM SET max_wal_size = '4GB'" -c "SELECT pg_reload_conf()" >/dev/null
 
 nats_url=nats://127.0.0.1:$nats_port
-nats-server -a 127.0.0.1 -p "$nats_port" -js --store_dir "$work/nats" >"$work/nats.log" 2>&1 &
-nats=$!
-for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break
-    sleep 0.1
-done
+start_nats "$work" "$nats_port"
+nats=$NATS_PID
 
 echo "== prefilling $rows rows in 1,000-row transactions" >&2
 sql <<'SQL'

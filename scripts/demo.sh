@@ -36,12 +36,8 @@ CREATE PUBLICATION demo_pub FOR TABLE customers, orders;
 SQL
 
 echo "== starting a throwaway nats-server with JetStream on port $nats_port" >&2
-nats-server -a 127.0.0.1 -p "$nats_port" -js --store_dir "$work/nats" >"$work/nats.log" 2>&1 &
-nats=$!
-for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break
-    sleep 0.1
-done
+start_nats "$work" "$nats_port"
+nats=$NATS_PID
 
 echo "== running: pgoutput-stream --connection 'host=127.0.0.1 port=$port user=postgres dbname=postgres' --slot demo_slot --publication demo_pub --create-slot --nats-server nats://127.0.0.1:$nats_port" >&2
 "$bin" --connection "host=127.0.0.1 port=$port user=postgres dbname=postgres" \

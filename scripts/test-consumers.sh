@@ -51,12 +51,8 @@ sql -c "ALTER SYSTEM SET timezone = 'UTC'" -c "SELECT pg_reload_conf()" >/dev/nu
 sql -f examples/setup.sql
 sql -f examples/setup.sql # it must be safe to run twice
 
-nats-server -a 127.0.0.1 -p "$nats_port" -js --store_dir "$work/nats" >"$work/nats.log" 2>&1 &
-nats=$!
-for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break
-    sleep 0.1
-done
+start_nats "$work" "$nats_port"
+nats=$NATS_PID
 nats_url="nats://127.0.0.1:$nats_port"
 
 PGOUTPUT_STREAM_BIN=$bin PGCONN="host=127.0.0.1 port=$port user=postgres dbname=postgres" NATS_URL=$nats_url \

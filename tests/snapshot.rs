@@ -192,3 +192,42 @@ fn without_jetstream_the_snapshot_needs_a_state_file() {
     let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     assert_eq!(saved["done"], serde_json::json!(["public.t"]));
 }
+
+#[test]
+fn column_lists_and_row_filters_apply_to_the_snapshot_as_to_the_stream() {
+    let probe = Scenario::new("SELECT 1");
+    if probe.sql("SELECT current_setting('server_version_num')::int < 150000") == "t" {
+        eprintln!("column lists and row filters need PostgreSQL 15");
+        return;
+    }
+    let s = Scenario::with_publication(
+        shared(),
+        "CREATE TABLE t (id int PRIMARY KEY, note text, secret text);
+         INSERT INTO t SELECT g, 'n' || g, 's' || g FROM generate_series(1, 20) g",
+        "CREATE PUBLICATION pub FOR TABLE t (id, note) WHERE (id > 10)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let daemon = s.start(
+        None,
+        &[
+            "--snapshot",
+            "initial",
+            "--snapshot-state-file",
+            state.to_str().unwrap(),
+        ],
+    );
+    let reads = daemon.events_until(|e| e["op"] == "read" && e["new"]["id"] == 20);
+    let rows: Vec<&serde_json::Value> = reads.iter().filter(|e| e["op"] == "read").collect();
+    assert_eq!(rows.len(), 10, "only rows the filter passes");
+    assert_eq!(rows[0]["new"], serde_json::json!({"id": 11, "note": "n11"}));
+    daemon.wait_for_log("Initial snapshot finished", Duration::from_secs(30));
+    s.sql("INSERT INTO t VALUES (30, 'n30', 's30'), (-5, 'n-5', 's-5')");
+    let tx = daemon.transaction();
+    let inserts: Vec<&serde_json::Value> = tx.iter().filter(|e| e["op"] == "insert").collect();
+    assert_eq!(inserts.len(), 1);
+    assert_eq!(
+        inserts[0]["new"],
+        serde_json::json!({"id": 30, "note": "n30"})
+    );
+}

