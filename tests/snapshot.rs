@@ -168,6 +168,24 @@ fn an_interrupted_snapshot_resumes_with_the_tables_not_finished() {
     }
 }
 
+/// The daemon with `--snapshot initial` and its state in a file of a temporary directory.
+fn start_with_state_file(
+    s: &Scenario,
+) -> (
+    support::daemon::Daemon,
+    tempfile::TempDir,
+    std::path::PathBuf,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let state_arg = state.to_str().unwrap().to_owned();
+    let daemon = s.start(
+        None,
+        &["--snapshot", "initial", "--snapshot-state-file", &state_arg],
+    );
+    (daemon, dir, state)
+}
+
 #[test]
 fn without_jetstream_the_snapshot_needs_a_state_file() {
     let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY)");
@@ -175,18 +193,8 @@ fn without_jetstream_the_snapshot_needs_a_state_file() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--snapshot-state-file"), "{stderr}");
 
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state.json");
     s.sql("INSERT INTO t VALUES (1), (2)");
-    let daemon = s.start(
-        None,
-        &[
-            "--snapshot",
-            "initial",
-            "--snapshot-state-file",
-            state.to_str().unwrap(),
-        ],
-    );
+    let (daemon, _dir, state) = start_with_state_file(&s);
     let reads = daemon.events_until(|e| e["op"] == "read" && e["new"]["id"] == 2);
     assert_eq!(reads.iter().filter(|e| e["op"] == "read").count(), 2);
     let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
@@ -206,17 +214,7 @@ fn column_lists_and_row_filters_apply_to_the_snapshot_as_to_the_stream() {
          INSERT INTO t SELECT g, 'n' || g, 's' || g FROM generate_series(1, 20) g",
         "CREATE PUBLICATION pub FOR TABLE t (id, note) WHERE (id > 10)",
     );
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state.json");
-    let daemon = s.start(
-        None,
-        &[
-            "--snapshot",
-            "initial",
-            "--snapshot-state-file",
-            state.to_str().unwrap(),
-        ],
-    );
+    let (daemon, _dir, _state) = start_with_state_file(&s);
     let reads = daemon.events_until(|e| e["op"] == "read" && e["new"]["id"] == 20);
     let rows: Vec<&serde_json::Value> = reads.iter().filter(|e| e["op"] == "read").collect();
     assert_eq!(rows.len(), 10, "only rows the filter passes");
