@@ -171,6 +171,7 @@ fn an_interrupted_snapshot_resumes_with_the_tables_not_finished() {
 /// The daemon with `--snapshot initial` and its state in a file of a temporary directory.
 fn start_with_state_file(
     s: &Scenario,
+    extra: &[&str],
 ) -> (
     support::daemon::Daemon,
     tempfile::TempDir,
@@ -179,10 +180,9 @@ fn start_with_state_file(
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
     let state_arg = state.to_str().unwrap().to_owned();
-    let daemon = s.start(
-        None,
-        &["--snapshot", "initial", "--snapshot-state-file", &state_arg],
-    );
+    let mut args = vec!["--snapshot", "initial", "--snapshot-state-file", &state_arg];
+    args.extend_from_slice(extra);
+    let daemon = s.start(None, &args);
     (daemon, dir, state)
 }
 
@@ -194,7 +194,7 @@ fn without_jetstream_the_snapshot_needs_a_state_file() {
     assert!(stderr.contains("--snapshot-state-file"), "{stderr}");
 
     s.sql("INSERT INTO t VALUES (1), (2)");
-    let (daemon, _dir, state) = start_with_state_file(&s);
+    let (daemon, _dir, state) = start_with_state_file(&s, &[]);
     let reads = daemon.events_until(|e| e["op"] == "read" && e["new"]["id"] == 2);
     assert_eq!(reads.iter().filter(|e| e["op"] == "read").count(), 2);
     let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
@@ -214,7 +214,7 @@ fn column_lists_and_row_filters_apply_to_the_snapshot_as_to_the_stream() {
          INSERT INTO t SELECT g, 'n' || g, 's' || g FROM generate_series(1, 20) g",
         "CREATE PUBLICATION pub FOR TABLE t (id, note) WHERE (id > 10)",
     );
-    let (daemon, _dir, _state) = start_with_state_file(&s);
+    let (daemon, _dir, _state) = start_with_state_file(&s, &[]);
     let reads = daemon.events_until(|e| e["op"] == "read" && e["new"]["id"] == 20);
     let rows: Vec<&serde_json::Value> = reads.iter().filter(|e| e["op"] == "read").collect();
     assert_eq!(rows.len(), 10, "only rows the filter passes");
@@ -227,5 +227,28 @@ fn column_lists_and_row_filters_apply_to_the_snapshot_as_to_the_stream() {
     assert_eq!(
         inserts[0]["new"],
         serde_json::json!({"id": 30, "note": "n30"})
+    );
+}
+
+#[test]
+fn tables_the_filters_drop_are_not_read() {
+    let s = Scenario::new(
+        "CREATE TABLE a (id int PRIMARY KEY); INSERT INTO a VALUES (1);
+         CREATE TABLE b (id int PRIMARY KEY); INSERT INTO b VALUES (1)",
+    );
+    let (daemon, _dir, _state) = start_with_state_file(&s, &["--exclude-tables", "public.b"]);
+    daemon.wait_for_log("Initial snapshot finished", Duration::from_secs(30));
+    s.sql("INSERT INTO a VALUES (2)");
+    let events = daemon.events_until(|e| e["op"] == "insert");
+    let tables: Vec<&str> = events
+        .iter()
+        .filter(|e| e["op"] == "read")
+        .map(|e| e["table"].as_str().unwrap())
+        .collect();
+    assert_eq!(tables, ["a"]);
+    assert!(
+        !daemon.stderr().contains("table=public.b"),
+        "{}",
+        daemon.stderr()
     );
 }

@@ -124,9 +124,11 @@ pub(super) async fn run(
     let taken_at = pg_now();
     let started = Instant::now();
     let mut rows_total = 0u64;
+    // Tables the filters drop are not read at all.
+    let mut filter = run.rules.filter.clone();
     for (number, table) in tables.iter().enumerate() {
         let name = table.name();
-        if state.done.contains(&name) {
+        if state.done.contains(&name) || !filter.keeps(&Change::Relation(table.table.clone())) {
             continue;
         }
         let mut applier = Applier::new(
