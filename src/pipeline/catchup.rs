@@ -10,7 +10,7 @@
 //! anywhere in between loses nothing: the next start reads the chunk again.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{pin_mut, TryStreamExt};
@@ -108,7 +108,9 @@ impl<'a> SqlSource<'a> {
         upto: Lsn,
         queue: mpsc::Sender<(Lsn, Bytes)>,
         metrics: &Metrics,
-    ) -> Result<u64, tokio_postgres::Error> {
+    ) -> Result<(u64, Option<Duration>), tokio_postgres::Error> {
+        let started = Instant::now();
+        let mut first_row = None;
         let upto = PgLsn::from(upto.0);
         let sql =
             "SELECT lsn, data FROM pg_logical_slot_peek_binary_changes($1, $2, $3, VARIADIC $4)";
@@ -127,6 +129,8 @@ impl<'a> SqlSource<'a> {
         pin_mut!(rows);
         let mut count = 0;
         while let Some(row) = rows.try_next().await? {
+            // The server decodes the whole chunk before it sends the first row.
+            first_row.get_or_insert_with(|| started.elapsed());
             let lsn = Lsn(u64::from(row.get::<_, PgLsn>(0)));
             let data = Bytes::copy_from_slice(row.get::<_, &[u8]>(1));
             Metrics::set_lsn(&metrics.received_lsn, lsn);
@@ -136,7 +140,7 @@ impl<'a> SqlSource<'a> {
             }
             count += 1;
         }
-        Ok(count)
+        Ok((count, first_row))
     }
 
     async fn advance(&self, to: Lsn) -> Result<(), tokio_postgres::Error> {
@@ -207,6 +211,7 @@ pub(super) async fn catch_up<O: OutputTarget + ?Sized>(
             rules.clone(),
         );
         let (queue, payloads) = mpsc::channel(QUEUE);
+        let chunk_started = Instant::now();
         let chunk = async {
             let (peeked, applied) =
                 tokio::join!(source.peek(end, queue, metrics), applier.run(payloads));
@@ -230,13 +235,14 @@ pub(super) async fn catch_up<O: OutputTarget + ?Sized>(
                 }
             }
         };
-        let peeked = match peeked {
+        let (peeked, first_row) = match peeked {
             Ok(peeked) => peeked,
             Err(err) => {
                 output.discard_uncommitted();
                 return Ok(sql_failed(err, confirmed));
             }
         };
+        let handed = chunk_started.elapsed();
         // A short chunk read everything committed before `end`: nothing before
         // it is left once the chunk is durable (as after a keepalive).
         if peeked < CHUNK_MESSAGES as u64 {
@@ -248,14 +254,25 @@ pub(super) async fn catch_up<O: OutputTarget + ?Sized>(
                 return Ok(stop_requested(source, output, confirmed, shutdown_timeout).await);
             }
         };
+        let durable_at = chunk_started.elapsed();
         if target > confirmed {
             if let Err(err) = source.advance(target).await {
                 return Ok(sql_failed(err, confirmed));
             }
-            debug!(message = "Confirmed position.", flush_lsn = %target, messages = peeked);
             confirmed = target;
             Metrics::set_lsn(&metrics.confirmed_lsn, confirmed);
         }
+        // Where a chunk's time goes: the server decoding it (before the first
+        // row), handing it over, the last acks, moving the slot.
+        debug!(
+            message = "Caught up one chunk.",
+            messages = peeked,
+            confirmed_lsn = %confirmed,
+            server_decode_ms = first_row.unwrap_or_default().as_millis() as u64,
+            handed_ms = handed.as_millis() as u64,
+            durable_ms = durable_at.as_millis() as u64,
+            advanced_ms = chunk_started.elapsed().as_millis() as u64,
+        );
     }
 }
 
