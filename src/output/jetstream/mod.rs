@@ -120,7 +120,6 @@ impl JetStreamOutput {
         let max_inflight = args.max_inflight as usize;
         let context = ContextBuilder::new()
             .timeout(Duration::from_secs(5))
-            .max_ack_inflight(max_inflight + 16)
             .build(client.clone());
         stream::ensure_stream(&context, args, &subjects.wildcard()).await?;
         info!(message = "Connected to NATS JetStream.", servers = %servers, stream = %args.stream);
@@ -131,7 +130,7 @@ impl JetStreamOutput {
         // task bounds what is in flight.
         let (tx, rx) = mpsc::channel(4);
         let task = tokio::spawn(publisher::run(
-            context,
+            client.clone(),
             rx,
             max_inflight,
             shared.clone(),
