@@ -252,3 +252,19 @@ fn tables_the_filters_drop_are_not_read() {
         daemon.stderr()
     );
 }
+
+#[test]
+fn an_existing_slot_without_a_recorded_snapshot_only_streams() {
+    let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)");
+    s.sql(&format!(
+        "SELECT 1 FROM pg_create_logical_replication_slot('{}', 'pgoutput')",
+        s.slot
+    ));
+    let (daemon, _dir, state) = start_with_state_file(&s, &[]);
+    s.sql("INSERT INTO t VALUES (2)");
+    let events = daemon.events_until(|e| e["op"] == "insert");
+    assert!(events.iter().all(|e| e["op"] != "read"), "{events:?}");
+    assert_eq!(events.last().unwrap()["new"]["id"], 2);
+    assert!(daemon.stderr().contains("no snapshot of it is recorded"));
+    assert!(!state.exists());
+}

@@ -111,7 +111,14 @@ pub(super) async fn run(
                     .map_err(|e| failed("starting the snapshot transaction", &e))?;
                 state
             }
-            _ => return Ok(None),
+            Some(_) => return Ok(None),
+            None => {
+                info!(
+                    message = "The slot already exists and no snapshot of it is recorded: streaming changes only (drop the slot to take an initial snapshot).",
+                    slot,
+                );
+                return Ok(None);
+            }
         }
     };
     let consistent_point: Lsn = state
