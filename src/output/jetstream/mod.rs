@@ -326,6 +326,8 @@ fn log_event(event: NatsEvent, metrics: &Metrics) {
             metrics.set_nats_connected(false);
             info!(message = "NATS connection closed.")
         }
+        // Our own close at shutdown.
+        NatsEvent::Draining => debug!(message = "NATS connection draining."),
         // Each failed reconnect attempt reports an I/O error: not worth a line each.
         NatsEvent::ClientError(error) => debug!(message = "NATS client error.", %error),
         other => warn!(message = "NATS connection event.", event = %other),
