@@ -142,6 +142,42 @@ pub async fn run(
     })
 }
 
+/// Take the advisory lock that marks the slot as this instance's. The SQL
+/// session holds it for its lifetime, so another instance (a `--standby`)
+/// waits even while the slot itself is briefly free, as between the chunks of
+/// a catch-up through SQL. Fails with [`PreflightError::SlotActive`] (naming
+/// the holder) when another session holds it.
+pub async fn claim_slot(client: &Client, slot: &str) -> Result<(), PreflightError> {
+    let key = format!("pgoutput-stream slot {slot}");
+    let claimed: bool = client
+        .query_one(
+            "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+            &[&key],
+        )
+        .await
+        .map_err(query_err("locking the slot for this instance"))?
+        .get(0);
+    if claimed {
+        return Ok(());
+    }
+    // A bigint advisory lock is keyed by its high (classid) and low (objid) halves.
+    let pid = client
+        .query_opt(
+            "SELECT l.pid FROM pg_locks l \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND ((l.classid::int8 << 32) | l.objid::int8) = hashtextextended($1, 0)",
+            &[&key],
+        )
+        .await
+        .map_err(query_err("looking up the slot's lock"))?
+        .map_or(0, |row| row.get::<_, i32>(0));
+    Err(PreflightError::SlotActive {
+        slot: slot.to_string(),
+        pid,
+    })
+}
+
 /// The slot's confirmed position, or `None` when it does not exist.
 async fn check_slot(
     client: &Client,

@@ -146,3 +146,49 @@ fn kill_9_while_catching_up_loses_and_duplicates_nothing() {
     );
     drop(daemon);
 }
+
+#[test]
+fn a_standby_waits_while_the_first_instance_catches_up_then_takes_over() {
+    let nats = TestNats::start();
+    let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY, note text)");
+    s.sql(&format!(
+        "SELECT 1 FROM pg_create_logical_replication_slot('{}', 'pgoutput')",
+        s.slot
+    ));
+    for tx in 0..150 {
+        let from = tx * 1000 + 1;
+        s.sql(&format!(
+            "INSERT INTO t SELECT g, repeat('x', 50) FROM generate_series({from}, {}) g",
+            from + 999
+        ));
+    }
+    let end = s.wal_position();
+    // Between chunks the slot itself is free for a moment; the instance's lock is not.
+    let args = ["--no-stdout", "--catch-up-threshold", "1", "--standby"];
+    let first = s.spawn(Some(&nats), &args);
+    first.wait_for_log("catching up through SQL", Duration::from_secs(20));
+    let second = s.spawn(Some(&nats), &args);
+    second.wait_for_log("standing by", Duration::from_secs(20));
+    s.wait_confirmed_past(&end, Duration::from_secs(180));
+    let log = second.stderr();
+    assert!(
+        !log.contains("taking over"),
+        "took over a running instance:\n{log}"
+    );
+    signal(first.pid(), "KILL");
+    drop(first);
+    second.wait_for_log("taking over", Duration::from_secs(30));
+    s.sql("INSERT INTO t VALUES (0, 'after')");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while nats.message_count_on(STREAM, "postgres.public.t.insert") < 150_001 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the insert after the take-over did not arrive"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        nats.message_count_on(STREAM, "postgres.public.t.insert"),
+        150_001
+    );
+}

@@ -10,6 +10,7 @@ use tracing::{debug, warn};
 
 use crate::config::conninfo::{self, ConnInfo};
 use crate::metrics::Metrics;
+use crate::preflight;
 
 /// Prefix of the heartbeat messages; the pipeline does not forward them.
 pub const HEARTBEAT_PREFIX: &str = "pgoutput-stream.heartbeat";
@@ -38,6 +39,12 @@ pub async fn run(
         };
         if client.as_ref().is_none_or(Client::is_closed) {
             client = conninfo::connect_sql(&info).await.ok();
+            // The slot's lock went with the old session.
+            if let Some(sql) = client.as_ref() {
+                if let Err(err) = preflight::claim_slot(sql, &slot).await {
+                    warn!(message = "Could not lock the slot again after reconnecting; a standby may take over.", error = %err);
+                }
+            }
         }
         let Some(sql) = client.as_ref() else { continue };
         let result = match query {

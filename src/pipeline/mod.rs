@@ -256,7 +256,13 @@ async fn check_server(
             (true, SnapshotMode::Never) => SlotCreation::Now,
             (true, SnapshotMode::Initial) => SlotCreation::Deferred,
         };
-        match preflight::run(&client, &cli.slot, &cli.publication, creation).await {
+        let checked = match preflight::run(&client, &cli.slot, &cli.publication, creation).await {
+            Ok(checked) => preflight::claim_slot(&client, &cli.slot)
+                .await
+                .map(|()| checked),
+            Err(err) => Err(err),
+        };
+        match checked {
             Err(PreflightError::SlotActive { slot, pid }) if cli.standby => {
                 if !waiting {
                     info!(

@@ -113,10 +113,16 @@ impl<'pg> Scenario<'pg> {
         (!pid.is_empty()).then_some(pid)
     }
 
-    /// Wait until the server has released the slot.
+    /// Wait until the server has released the slot, and the daemon's SQL
+    /// session its advisory lock on it.
     pub fn wait_slot_inactive(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.active_pid().is_some() {
+        let locked = format!(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 \
+               AND ((classid::int8 << 32) | objid::int8) = hashtextextended('pgoutput-stream slot {}', 0)",
+            self.slot
+        );
+        while self.active_pid().is_some() || self.sql(&locked) != "0" {
             assert!(
                 Instant::now() < deadline,
                 "slot {} stayed active",
