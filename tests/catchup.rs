@@ -103,16 +103,15 @@ fn a_backlog_read_through_sql_is_what_streaming_delivers() {
     );
 }
 
-#[test]
-fn kill_9_while_catching_up_loses_and_duplicates_nothing() {
-    let nats = TestNats::start();
+/// A slot, then `transactions` transactions of 1,000 rows into `t` behind it;
+/// the WAL position after them.
+fn backlog(transactions: i64) -> (Scenario<'static>, String) {
     let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY, note text)");
     s.sql(&format!(
         "SELECT 1 FROM pg_create_logical_replication_slot('{}', 'pgoutput')",
         s.slot
     ));
-    // 250,000 rows: three chunks of at most 100,000 messages.
-    for tx in 0..250 {
+    for tx in 0..transactions {
         let from = tx * 1000 + 1;
         s.sql(&format!(
             "INSERT INTO t SELECT g, repeat('x', 50) FROM generate_series({from}, {}) g",
@@ -120,6 +119,14 @@ fn kill_9_while_catching_up_loses_and_duplicates_nothing() {
         ));
     }
     let end = s.wal_position();
+    (s, end)
+}
+
+#[test]
+fn kill_9_while_catching_up_loses_and_duplicates_nothing() {
+    let nats = TestNats::start();
+    // 250,000 rows: three chunks of at most 100,000 messages.
+    let (s, end) = backlog(250);
     let args = ["--no-stdout", "--catch-up-threshold", "1"];
     let daemon = s.spawn(Some(&nats), &args);
     daemon.wait_for_log("catching up through SQL", Duration::from_secs(20));
@@ -150,19 +157,7 @@ fn kill_9_while_catching_up_loses_and_duplicates_nothing() {
 #[test]
 fn a_standby_waits_while_the_first_instance_catches_up_then_takes_over() {
     let nats = TestNats::start();
-    let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY, note text)");
-    s.sql(&format!(
-        "SELECT 1 FROM pg_create_logical_replication_slot('{}', 'pgoutput')",
-        s.slot
-    ));
-    for tx in 0..150 {
-        let from = tx * 1000 + 1;
-        s.sql(&format!(
-            "INSERT INTO t SELECT g, repeat('x', 50) FROM generate_series({from}, {}) g",
-            from + 999
-        ));
-    }
-    let end = s.wal_position();
+    let (s, end) = backlog(150);
     // Between chunks the slot itself is free for a moment; the instance's lock is not.
     let args = ["--no-stdout", "--catch-up-threshold", "1", "--standby"];
     let first = s.spawn(Some(&nats), &args);
