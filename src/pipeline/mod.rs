@@ -25,7 +25,7 @@ use crate::lsn::Lsn;
 use crate::metrics::{self, Metrics};
 use crate::output::{CompositeOutput, JetStreamOutput, OutputTarget, StdoutOutput};
 use crate::preflight::{self, Preflight, PreflightError, SlotCreation};
-use crate::replication::{ReplicationConnection, ReplicationStream};
+use crate::replication::{quote_identifier, ReplicationConnection, ReplicationStream};
 use crate::shutdown::Shutdown;
 use crate::snapshot::state::StateStore;
 use applier::{Payload, Rules};
@@ -406,20 +406,4 @@ async fn build_outputs(
         output.push(Box::new(StdoutOutput::stdout(cli.format)));
     }
     Ok((output, nats))
-}
-
-/// `name` as a double-quoted SQL identifier, as `publication_names` expects.
-fn quote_identifier(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn identifiers_are_quoted_with_doubled_quotes() {
-        assert_eq!(quote_identifier("shop_pub"), "\"shop_pub\"");
-        assert_eq!(quote_identifier("a\"b, c"), "\"a\"\"b, c\"");
-    }
 }

@@ -108,7 +108,7 @@ impl ReplicationConnection {
         &mut self,
         slot: &str,
     ) -> Result<(Lsn, String), ReplicationError> {
-        let quoted = format!("\"{}\"", slot.replace('"', "\"\""));
+        let quoted = quote_identifier(slot);
         // PostgreSQL 15 introduced the option list; 14 has only the keyword form.
         let sql = if self.server_version_num >= 150_000 {
             format!("CREATE_REPLICATION_SLOT {quoted} LOGICAL pgoutput (SNAPSHOT 'export')")
@@ -163,6 +163,12 @@ impl ReplicationConnection {
     }
 }
 
+/// `name` as a double-quoted SQL identifier (quotes doubled): for slot names in
+/// replication commands, table names in queries, and `publication_names`.
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// Builds the START_REPLICATION command; identifiers double-quoted, values single-quoted.
 pub(crate) fn start_replication_command(
     slot: &str,
@@ -170,13 +176,13 @@ pub(crate) fn start_replication_command(
     options: &[(&str, &str)],
 ) -> String {
     let mut command = format!(
-        "START_REPLICATION SLOT \"{}\" LOGICAL {start}",
-        slot.replace('"', "\"\"")
+        "START_REPLICATION SLOT {} LOGICAL {start}",
+        quote_identifier(slot)
     );
     if !options.is_empty() {
         let list: Vec<String> = options
             .iter()
-            .map(|(k, v)| format!("\"{}\" '{}'", k.replace('"', "\"\""), v.replace('\'', "''")))
+            .map(|(k, v)| format!("{} '{}'", quote_identifier(k), v.replace('\'', "''")))
             .collect();
         command.push_str(" (");
         command.push_str(&list.join(", "));
@@ -327,6 +333,12 @@ fn unexpected(tag: u8, during: &str) -> ReplicationError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identifiers_are_quoted_with_doubled_quotes() {
+        assert_eq!(quote_identifier("shop_pub"), "\"shop_pub\"");
+        assert_eq!(quote_identifier("a\"b, c"), "\"a\"\"b, c\"");
+    }
 
     #[test]
     fn start_replication_quotes_identifiers_and_values() {

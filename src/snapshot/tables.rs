@@ -7,6 +7,7 @@ use tokio_postgres::Client;
 
 use crate::change::{Column, Table};
 use crate::pgoutput::message::ReplicaIdentity;
+use crate::replication::quote_identifier;
 
 /// One table to read.
 #[derive(Debug, Clone)]
@@ -63,13 +64,13 @@ pub async fn publication_tables(
         let columns = columns(client, oid, identity.as_str(), published.as_deref()).await?;
         let list = columns
             .iter()
-            .map(|c| quote(&c.name))
+            .map(|c| quote_identifier(&c.name))
             .collect::<Vec<_>>()
             .join(", ");
         let mut select = format!(
             "SELECT {list} FROM ONLY {}.{}",
-            quote(&schema),
-            quote(&name)
+            quote_identifier(&schema),
+            quote_identifier(&name)
         );
         if let Some(filter) = filter {
             select.push_str(&format!(" WHERE {filter}"));
@@ -130,9 +131,4 @@ async fn columns(
         })
         .filter(|c| published.is_none_or(|names| names.contains(&c.name)))
         .collect())
-}
-
-/// `name` as a double-quoted SQL identifier.
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
