@@ -20,8 +20,8 @@
 
 use base64::Engine;
 
-use crate::change::json::{write_ts_ms, write_uint};
-use crate::change::time::days_from_civil;
+use crate::change::json::{write_int, write_ts_ms, write_uint};
+use crate::change::time::{days_from_civil, MICROS_1970_TO_2000};
 use crate::change::value::{class_of, write_json_string, write_value, ValueClass};
 use crate::change::{Change, Column, RowChange, Table, TxInfo};
 use crate::lsn::Lsn;
@@ -327,13 +327,6 @@ pub fn write_debezium_value(type_oid: u32, text: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-fn write_int(n: i64, out: &mut Vec<u8>) {
-    if n < 0 {
-        out.push(b'-');
-    }
-    write_uint(n.unsigned_abs(), out);
-}
-
 fn write_now_ms(out: &mut Vec<u8>) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -367,7 +360,6 @@ fn decode_hex(hex: &[u8]) -> Option<Vec<u8>> {
 /// dropped, as Java's `ISO_OFFSET_DATE_TIME` prints it: `2024-02-29T13:14:15.12Z`.
 fn write_utc_iso(micros: i64, out: &mut Vec<u8>) {
     // The RFC 3339 writer counts from 2000-01-01 as PostgreSQL does.
-    const MICROS_1970_TO_2000: i64 = 10_957 * MICROS_PER_DAY;
     let start = out.len();
     crate::change::time::write_rfc3339(micros - MICROS_1970_TO_2000, out);
     // `….123400Z` → `….1234Z`, `….000000Z` → `Z`.

@@ -5,7 +5,7 @@
 //! intermediate `serde_json::Value`), in a fixed key order, because it runs for
 //! every event on the hot path.
 
-use crate::change::time::write_rfc3339;
+use crate::change::time::{write_rfc3339, MICROS_1970_TO_2000};
 use crate::change::value::{write_json_string, write_value};
 use crate::change::{Change, Column, RowChange, Table, TxInfo};
 use crate::lsn::Lsn;
@@ -365,12 +365,18 @@ fn write_hex(bytes: &[u8], out: &mut Vec<u8>) {
 
 /// A PostgreSQL timestamp (µs since 2000-01-01) as milliseconds since 1970.
 pub(crate) fn write_ts_ms(ts: crate::pgoutput::message::PgTimestamp, out: &mut Vec<u8>) {
-    const MS_1970_TO_2000: i64 = 946_684_800_000;
-    let ms = ts.div_euclid(1000).saturating_add(MS_1970_TO_2000);
-    if ms < 0 {
+    let ms = ts
+        .div_euclid(1000)
+        .saturating_add(MICROS_1970_TO_2000 / 1000);
+    write_int(ms, out);
+}
+
+/// Decimal digits of `n` with a leading `-` when negative, without `fmt`.
+pub(crate) fn write_int(n: i64, out: &mut Vec<u8>) {
+    if n < 0 {
         out.push(b'-');
     }
-    write_uint(ms.unsigned_abs(), out);
+    write_uint(n.unsigned_abs(), out);
 }
 
 /// Decimal digits of `n`, without `fmt`.

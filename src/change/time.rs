@@ -1,5 +1,8 @@
-//! Postgres timestamps as RFC 3339 text, written straight into the output
-//! buffer (no `chrono`, no `fmt` machinery: this runs for every event).
+//! Postgres timestamps (µs since 2000-01-01 UTC): the clock, and RFC 3339 text
+//! written straight into the output buffer (no `chrono`, no `fmt` machinery:
+//! this runs for every event).
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::pgoutput::message::PgTimestamp;
 
@@ -7,6 +10,18 @@ const MICROS_PER_SECOND: i64 = 1_000_000;
 const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
 /// Days from 1970-01-01 (the civil-calendar arithmetic's epoch) to 2000-01-01 (Postgres').
 const DAYS_1970_TO_2000: i64 = 10_957;
+/// Microseconds from the Unix epoch to the Postgres epoch.
+pub const MICROS_1970_TO_2000: i64 = DAYS_1970_TO_2000 * MICROS_PER_DAY;
+
+/// Now as a Postgres timestamp.
+pub fn now() -> PgTimestamp {
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(unix.as_micros())
+        .unwrap_or(i64::MAX)
+        .saturating_sub(MICROS_1970_TO_2000)
+}
 
 /// Postgres timestamp (µs since 2000-01-01 UTC) as RFC 3339 UTC with microseconds:
 /// `2024-02-29T13:14:15.123456Z`, without quotes.

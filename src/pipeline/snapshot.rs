@@ -14,7 +14,7 @@ use tracing::info;
 
 use super::applier::{Applier, Rules};
 use super::{close_outputs, RunError, Stop};
-use crate::change::{Change, RowChange, TxInfo};
+use crate::change::{time, Change, RowChange, TxInfo};
 use crate::checkpoint::Checkpoint;
 use crate::config::conninfo::{self, ConnInfo};
 use crate::config::Cli;
@@ -128,7 +128,7 @@ pub(super) async fn run(
     let tables = publication_tables(&sql, &run.cli.publication, checked.server_version_num)
         .await
         .map_err(|e| failed("listing the publication's tables", &e))?;
-    let taken_at = pg_now();
+    let taken_at = time::now();
     let started = Instant::now();
     let mut rows_total = 0u64;
     // Tables the filters drop are not read at all.
@@ -331,13 +331,4 @@ async fn stopped(output: &mut CompositeOutput, timeout: Duration) -> Stop {
     output.discard_uncommitted();
     close_outputs(output, timeout).await;
     Stop::Requested
-}
-
-/// Now as a PostgreSQL timestamp (µs since 2000-01-01).
-fn pg_now() -> i64 {
-    const MICROS_1970_TO_2000: i64 = 946_684_800_000_000;
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64);
-    micros - MICROS_1970_TO_2000
 }

@@ -1,17 +1,15 @@
 //! The CopyBoth stream after `START_REPLICATION`: XLogData and keepalives in, standby status
 //! updates out.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Buf;
 
 use super::connection::log_notice;
 use super::wire::Wire;
 use super::ReplicationError;
+use crate::change::time;
 use crate::lsn::Lsn;
-
-/// Seconds from the Unix epoch to the PostgreSQL epoch (2000-01-01 00:00:00 UTC).
-const PG_EPOCH_OFFSET_SECS: u64 = 946_684_800;
 
 /// How long `close` waits for the server to finish the copy before hanging up anyway.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -99,7 +97,7 @@ impl ReplicationStream {
         apply: Lsn,
         reply_requested: bool,
     ) -> Result<(), ReplicationError> {
-        let message = status_update(write, flush, apply, pg_now_micros(), reply_requested);
+        let message = status_update(write, flush, apply, time::now(), reply_requested);
         self.wire.write_bytes(&message).await
     }
 
@@ -181,15 +179,6 @@ fn status_update(write: Lsn, flush: Lsn, apply: Lsn, now: i64, reply: bool) -> [
     m
 }
 
-/// Microseconds since 2000-01-01 UTC, the clock of the replication protocol.
-fn pg_now_micros() -> i64 {
-    let unix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let since = unix.saturating_sub(Duration::from_secs(PG_EPOCH_OFFSET_SECS));
-    i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +253,6 @@ mod tests {
     #[test]
     fn protocol_clock_counts_from_2000() {
         // 2020-01-01 is 20 years after the protocol epoch; any later date is larger.
-        assert!(pg_now_micros() > 631_152_000_000_000);
+        assert!(time::now() > 631_152_000_000_000);
     }
 }
