@@ -93,11 +93,12 @@ struct Window {
     bytes: usize,
 }
 
-impl Window {
-    fn reply(&self, number: u64) -> String {
-        format!("{}.{number}", self.inbox)
-    }
+/// The subject the ack of event `number` comes back on.
+fn reply_subject(inbox: &str, number: u64) -> String {
+    format!("{inbox}.{number}")
+}
 
+impl Window {
     fn next_number(&self) -> u64 {
         self.first + self.pending.len() as u64
     }
@@ -216,7 +217,7 @@ pub async fn run(
                 Some(Item::Publish(message)) => {
                     let number = window.next_number();
                     metrics.bytes_published.inc_by(message.payload.len() as u64);
-                    publish(&client, &message, window.reply(number)).await;
+                    publish(&client, &message, reply_subject(&window.inbox, number)).await;
                     window.bytes += message.payload.len();
                     window.pending.push_back(Pending {
                         message,
@@ -308,7 +309,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 async fn republish_failed(client: &Client, window: &mut Window, metrics: &Metrics) {
     let now = Instant::now();
     let first = window.first;
-    let inbox = window.inbox.clone();
+    let inbox = &window.inbox;
     for (i, pending) in window.pending.iter_mut().enumerate() {
         let again = match pending.ack {
             AckState::Failed(_) => true,
@@ -317,7 +318,7 @@ async fn republish_failed(client: &Client, window: &mut Window, metrics: &Metric
         };
         if again {
             metrics.publish_retries.inc();
-            let reply = format!("{inbox}.{}", first + i as u64);
+            let reply = reply_subject(inbox, first + i as u64);
             publish(client, &pending.message, reply).await;
             pending.sent_at = Instant::now();
             pending.ack = AckState::Waiting;
