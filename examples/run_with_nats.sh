@@ -10,19 +10,9 @@
 # PGOUTPUT_STREAM_BIN=path/to/pgoutput-stream runs that binary instead of
 # building one with cargo.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-: "${PGCONN:=host=localhost user=postgres dbname=postgres}"
 : "${NATS_URL:=nats://127.0.0.1:4222}"
-if [ -n "${PGOUTPUT_STREAM_BIN:-}" ]; then
-    command=("$PGOUTPUT_STREAM_BIN")
-else
-    command=(cargo run --quiet --release --)
-fi
-exec "${command[@]}" \
-    --connection "$PGCONN" \
-    --slot demo_slot \
-    --publication demo_pub \
-    --create-slot \
+# examples/run.sh with the JetStream flags added.
+exec "$(dirname "$0")/run.sh" \
     --nats-server "$NATS_URL" \
     --nats-stream postgres_replication \
     --nats-subject-prefix postgres \

@@ -247,10 +247,7 @@ sql -c "SELECT 1 FROM pg_create_logical_replication_slot('bench_latency', 'pgout
     --nats-server "$nats_url" --nats-stream bench_latency --nats-subject-prefix latency \
     --log-level info >/dev/null 2>"$work/latency.log" &
 timed=$!
-for _ in $(seq 1 100); do
-    grep -q "Streaming changes" "$work/latency.log" && break
-    sleep 0.1
-done
+wait_for_line "$work/latency.log" "Streaming changes"
 sql -c "CREATE SEQUENCE latency_ids START $((rows + 1))" >/dev/null
 cat >"$work/latency.sql" <<'PGB'
 INSERT INTO bench_rows SELECT nextval('latency_ids'), 'latency-probe', 1.5, '{"note": "probe"}', now();

@@ -45,11 +45,7 @@ echo "== running: pgoutput-stream --connection 'host=127.0.0.1 port=$port user=p
     --nats-server "nats://127.0.0.1:$nats_port" \
     >"$work/events.jsonl" 2>"$work/daemon.log" &
 daemon=$!
-for _ in $(seq 1 100); do
-    grep -q "Streaming changes" "$work/daemon.log" 2>/dev/null && break
-    kill -0 "$daemon" 2>/dev/null || { cat "$work/daemon.log" >&2; exit 1; }
-    sleep 0.1
-done
+wait_for_line "$work/daemon.log" "Streaming changes" "$daemon"
 
 echo "== making changes" >&2
 sql <<'SQL'
@@ -66,10 +62,7 @@ SELECT pg_logical_emit_message(true, 'demo', 'hello from a transaction') \g /dev
 SQL
 
 # Wait until the last change (the message) has been printed.
-for _ in $(seq 1 100); do
-    grep -q '"op":"message"' "$work/events.jsonl" && break
-    sleep 0.1
-done
+wait_for_line "$work/events.jsonl" '"op":"message"'
 kill -INT "$daemon"; wait "$daemon" || true; daemon=
 
 echo "== events printed by pgoutput-stream (stdout, one JSON object per line):" >&2

@@ -58,11 +58,7 @@ nats_url="nats://127.0.0.1:$nats_port"
 PGOUTPUT_STREAM_BIN=$bin PGCONN="host=127.0.0.1 port=$port user=postgres dbname=postgres" NATS_URL=$nats_url \
     examples/run_with_nats.sh --status-interval 1s >"$work/events.jsonl" 2>"$work/daemon.log" &
 daemon=$!
-for _ in $(seq 1 200); do
-    grep -q "Streaming changes" "$work/daemon.log" 2>/dev/null && break
-    kill -0 "$daemon" 2>/dev/null || { cat "$work/daemon.log" >&2; exit 1; }
-    sleep 0.1
-done
+wait_for_line "$work/daemon.log" "Streaming changes" "$daemon" 200
 
 sql <<'SQL'
 INSERT INTO customers (name, email, tags, profile)
@@ -74,10 +70,7 @@ COMMIT;
 DELETE FROM orders WHERE id = 1;
 SELECT pg_logical_emit_message(true, 'demo', 'héllo') \g /dev/null
 SQL
-for _ in $(seq 1 100); do
-    grep -q '"op":"message"' "$work/events.jsonl" && break
-    sleep 0.1
-done
+wait_for_line "$work/events.jsonl" '"op":"message"'
 # SIGINT: the daemon waits for JetStream's acks before it exits, so every event is stored.
 kill -INT "$daemon"; wait "$daemon" || true; daemon=
 

@@ -25,6 +25,21 @@ ensure_postgres() {
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq postgresql >/dev/null
 }
 
+# wait_for_line FILE PATTERN [PID [TENTHS]]: wait until FILE holds a line matching
+# PATTERN, at most TENTHS tenths of a second (default 100), then go on either way.
+# With PID: when that process has exited, show FILE and exit the script with 1.
+wait_for_line() {
+    local file=$1 pattern=$2 pid=${3:-} tenths=${4:-100}
+    for _ in $(seq 1 "$tenths"); do
+        grep -q "$pattern" "$file" 2>/dev/null && return 0
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+            cat "$file" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+}
+
 # start_nats DIR PORT: a throwaway nats-server with JetStream on 127.0.0.1:PORT (store and
 # log in DIR), in the background; sets NATS_PID and returns once it accepts connections.
 start_nats() {
