@@ -57,8 +57,8 @@ struct TxCounts {
     xid: u32,
     commit_lsn: Lsn,
     total: u64,
-    /// `schema.table` and its count, in order of first appearance.
-    tables: Vec<(String, u64)>,
+    /// Schema, table and its count, in order of first appearance.
+    tables: Vec<(String, String, u64)>,
 }
 
 impl DebeziumEncoder {
@@ -88,12 +88,12 @@ impl DebeziumEncoder {
                 out.extend_from_slice(b",\"event_count\":");
                 write_uint(total, out);
                 out.extend_from_slice(b",\"data_collections\":[");
-                for (i, (table, count)) in tables.iter().enumerate() {
+                for (i, (schema, table, count)) in tables.iter().enumerate() {
                     if i > 0 {
                         out.push(b',');
                     }
                     out.extend_from_slice(b"{\"data_collection\":");
-                    write_json_string(table.as_bytes(), out);
+                    write_json_string(format!("{schema}.{table}").as_bytes(), out);
                     out.extend_from_slice(b",\"event_count\":");
                     write_uint(*count, out);
                     out.push(b'}');
@@ -223,14 +223,20 @@ impl DebeziumEncoder {
     fn write_transaction(&mut self, table: &Table, tx: &TxInfo, out: &mut Vec<u8>) {
         let counts = self.counts(tx);
         counts.total += 1;
-        let name = format!("{}.{}", table.schema, table.name);
-        let order = match counts.tables.iter_mut().find(|(t, _)| *t == name) {
-            Some((_, count)) => {
+        // Compared in place: no name is built per event.
+        let seen = counts
+            .tables
+            .iter_mut()
+            .find(|(schema, name, _)| *schema == table.schema && *name == table.name);
+        let order = match seen {
+            Some((_, _, count)) => {
                 *count += 1;
                 *count
             }
             None => {
-                counts.tables.push((name, 1));
+                counts
+                    .tables
+                    .push((table.schema.clone(), table.name.clone(), 1));
                 1
             }
         };
