@@ -148,7 +148,7 @@ pub async fn run(
 /// a catch-up through SQL. Fails with [`PreflightError::SlotActive`] (naming
 /// the holder) when another session holds it.
 pub async fn claim_slot(client: &Client, slot: &str) -> Result<(), PreflightError> {
-    let key = format!("pgoutput-stream slot {slot}");
+    let key = slot_lock_key(slot);
     let claimed: bool = client
         .query_one(
             "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
@@ -176,6 +176,11 @@ pub async fn claim_slot(client: &Client, slot: &str) -> Result<(), PreflightErro
         slot: slot.to_string(),
         pid,
     })
+}
+
+/// The text whose `hashtextextended(text, 0)` keys the slot's advisory lock.
+pub fn slot_lock_key(slot: &str) -> String {
+    format!("pgoutput-stream slot {slot}")
 }
 
 /// The slot's confirmed position, or `None` when it does not exist.

@@ -119,8 +119,8 @@ impl<'pg> Scenario<'pg> {
         let deadline = Instant::now() + Duration::from_secs(10);
         let locked = format!(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 \
-               AND ((classid::int8 << 32) | objid::int8) = hashtextextended('pgoutput-stream slot {}', 0)",
-            self.slot
+               AND ((classid::int8 << 32) | objid::int8) = hashtextextended('{}', 0)",
+            pgoutput_stream::preflight::slot_lock_key(&self.slot)
         );
         while self.active_pid().is_some() || self.sql(&locked) != "0" {
             assert!(
