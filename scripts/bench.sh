@@ -13,7 +13,7 @@
 #
 #   scripts/bench.sh [--rows N] [--latency-seconds S] [--latency-rate R]
 #                    [--daemon-args "ARGS"] [--daemon-env "K=V ..."] [--unix-socket] [--profile DIR]
-#                    [--debug]
+#                    [--logs DIR] [--debug]
 #
 # --debug uses the debug build (target/debug, as `cargo test --all-targets`
 # leaves it) instead of building a release: only for the smoke run in
@@ -28,6 +28,9 @@
 # --profile DIR records the daemon of (c) and (d) with `perf record -g` into
 # DIR/c.perf.data and DIR/d.perf.data, and the whole machine during (a) into
 # DIR/a.perf.data (read them with `perf report -i`); (a)'s CPU figures then include perf.
+# --logs DIR keeps the daemon's log of (c) and (d) as DIR/c.log and DIR/d.log
+# (with --daemon-args "--log-level info,pgoutput_stream::pipeline::catchup=debug",
+# one line per catch-up chunk with its timings).
 # Not a test: numbers are noisy on shared machines. `--rows 2000
 # --latency-seconds 2 --debug` is the smoke run scripts/test.sh does.
 set -euo pipefail
@@ -38,6 +41,7 @@ rows=500000
 latency_seconds=10
 latency_rate=1000
 profile=
+logs=
 daemon_args=
 daemon_env=
 unix_socket=
@@ -52,6 +56,7 @@ while [ $# -gt 0 ]; do
         --unix-socket) unix_socket=1; shift ;;
         --debug) build=debug; shift ;;
         --profile) profile=$(realpath -m "$2"); mkdir -p "$profile"; shift 2 ;;
+        --logs) logs=$(realpath -m "$2"); mkdir -p "$logs"; shift 2 ;;
         -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -142,6 +147,30 @@ end_lsn=$(sql -c "SELECT pg_current_wal_lsn()")
 row_text_bytes=$(sql -c "SELECT avg(octet_length(t::text))::int FROM bench_rows t")
 echo "   prefilled in $(echo "$(date +%s.%N) - $start_fill" | bc) s; end LSN $end_lsn; $row_text_bytes bytes per row as text" >&2
 
+# servers_ticks: CPU clock ticks (user + system) used so far by this benchmark's
+# PostgreSQL (the postmaster, its live children, and the children that ended,
+# counted in the postmaster's) and by nats-server, as "PG NATS".
+servers_ticks() {
+    local postmaster pg=0 p
+    postmaster=$(head -1 "$work/pg/data/postmaster.pid")
+    for p in "$postmaster" $(pgrep -P "$postmaster"); do
+        [ -r "/proc/$p/stat" ] || continue
+        pg=$((pg + $(sed 's/.*) //' "/proc/$p/stat" | awk '{ print $12 + $13 + $14 + $15 }')))
+    done
+    echo "$pg $(sed 's/.*) //' "/proc/$nats/stat" | awk '{ print $12 + $13 }')"
+}
+ticks_per_second=$(getconf CLK_TCK)
+# servers_cpu_since "PG NATS": sets pg_cpu and nats_cpu, in seconds, since those ticks
+# (after a short pause, so that the run's backends have ended and been counted).
+servers_cpu_since() {
+    local before_pg before_nats now_pg now_nats
+    sleep 0.3
+    read -r before_pg before_nats <<<"$1"
+    read -r now_pg now_nats < <(servers_ticks)
+    pg_cpu=$(echo "scale=2; ($now_pg - $before_pg) / $ticks_per_second" | bc)
+    nats_cpu=$(echo "scale=2; ($now_nats - $before_nats) / $ticks_per_second" | bc)
+}
+
 # run_timed NAME CMD...: run CMD under GNU time; sets elapsed, cpu, rss_kb.
 run_timed() {
     local name=$1; shift
@@ -158,12 +187,13 @@ run_timed() {
 # confirmed position reaches the end LSN, then SIGINT it; sets elapsed, cpu, rss_kb.
 run_daemon() {
     local name=$1 slot=$2; shift 2
-    local start end child
+    local start end child level="--log-level info"
+    case " $daemon_args " in *" --log-level "*) level= ;; esac
     start=$(date +%s.%N)
     # shellcheck disable=SC2086 # word splitting of the experiment options is wanted
     /usr/bin/time -f '%U %S %M' -o "$work/$name.time" \
         env $daemon_env "$bin" --connection "$conn" --slot "$slot" --publication bench_pub \
-        --status-interval 1s --log-level info $daemon_args "$@" >/dev/null 2>"$work/$name.log" &
+        --status-interval 1s $level $daemon_args "$@" >/dev/null 2>"$work/$name.log" &
     timed=$!
     local perf=
     if [ -n "$profile" ]; then
@@ -200,31 +230,38 @@ run_daemon() {
     [ -n "$child" ] && kill -INT "$child"
     wait "$timed" || { cat "$work/$name.log" >&2; exit 1; }
     timed=
+    [ -z "$logs" ] || cp "$work/$name.log" "$logs/$name.log"
     [ -z "$perf" ] || wait "$perf" || true
     elapsed=$(echo "$end - $start" | bc)
     read -r user sys rss_kb <"$work/$name.time"
     cpu=$(echo "$user + $sys" | bc)
 }
 
-declare -A R_ELAPSED R_CPU R_RSS R_BYTES
+declare -A R_ELAPSED R_CPU R_RSS R_BYTES R_PG R_NATS
 
 echo "== (a) pg_recvlogical" >&2
+before=$(servers_ticks)
 # With --profile, the whole machine is recorded during (a) (the walsender is the interesting part).
 a_prefix=()
 [ -z "$profile" ] || a_prefix=(perf record -q -a -g -o "$profile/a.perf.data" --)
 run_timed a "${a_prefix[@]}" "$bindir/pg_recvlogical" -h "$pg_host" -p "$port" -U postgres -d postgres \
     --slot bench_a --start --endpos "$end_lsn" --no-loop \
     -o proto_version=1 -o publication_names=bench_pub -f /dev/null
-R_ELAPSED[a]=$elapsed R_CPU[a]=$cpu R_RSS[a]=$rss_kb
+servers_cpu_since "$before"
+R_ELAPSED[a]=$elapsed R_CPU[a]=$cpu R_RSS[a]=$rss_kb R_PG[a]=$pg_cpu R_NATS[a]=$nats_cpu
 
 echo "== (c) pgoutput-stream > /dev/null" >&2
+before=$(servers_ticks)
 run_daemon c bench_c
-R_ELAPSED[c]=$elapsed R_CPU[c]=$cpu R_RSS[c]=$rss_kb
+servers_cpu_since "$before"
+R_ELAPSED[c]=$elapsed R_CPU[c]=$cpu R_RSS[c]=$rss_kb R_PG[c]=$pg_cpu R_NATS[c]=$nats_cpu
 
 echo "== (d) pgoutput-stream --no-stdout --nats-server" >&2
+before=$(servers_ticks)
 run_daemon d bench_d --no-stdout --nats-server "$nats_url" \
     --nats-max-msgs $((rows * 2 + 10000)) --nats-max-bytes $((rows * 4096 + 100000000))
-R_ELAPSED[d]=$elapsed R_CPU[d]=$cpu R_RSS[d]=$rss_kb
+servers_cpu_since "$before"
+R_ELAPSED[d]=$elapsed R_CPU[d]=$cpu R_RSS[d]=$rss_kb R_PG[d]=$pg_cpu R_NATS[d]=$nats_cpu
 
 # Sizes, outside the timed runs: the events (JSON, as stored by (d); stdout
 # adds a newline each) and the pgoutput payloads pg_recvlogical received.
@@ -238,8 +275,10 @@ peek_seconds=$(echo "$(date +%s.%N) - $peek_start" | bc)
 avg_event=$((json_bytes / events))
 
 echo "== (b) raw JetStream publisher: $rows messages of $avg_event bytes" >&2
+before=$(servers_ticks)
 run_timed b "$bench_nats" publish "$nats_url" bench_raw "$rows" "$avg_event" >/dev/null
-R_ELAPSED[b]=$elapsed R_CPU[b]=$cpu R_RSS[b]=$rss_kb R_BYTES[b]=$((rows * avg_event))
+servers_cpu_since "$before"
+R_ELAPSED[b]=$elapsed R_CPU[b]=$cpu R_RSS[b]=$rss_kb R_PG[b]=$pg_cpu R_NATS[b]=$nats_cpu R_BYTES[b]=$((rows * avg_event))
 
 echo "== latency: $latency_rate single-row transactions/s for $latency_seconds s" >&2
 sql -c "SELECT 1 FROM pg_create_logical_replication_slot('bench_latency', 'pgoutput')" >/dev/null
@@ -262,8 +301,10 @@ mb() { echo "scale=1; $1 / 1000000" | bc; }
 rate() { echo "$1 / $2" | bc; }
 printf '\n%s rows (~%s bytes per row as text), %s events, %s bytes per event on average\n\n' \
     "$rows" "$row_text_bytes" "$events" "$avg_event"
-printf '| %-38s | %9s | %7s | %6s | %8s | %8s |\n' run "rows/s" "MB/s" "wall s" "CPU s" "peak RSS"
-printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..40})" ----------- --------- -------- ---------- ----------
+printf '| %-38s | %9s | %7s | %6s | %8s | %8s | %11s | %11s |\n' run "rows/s" "MB/s" "wall s" "CPU s" "peak RSS" \
+    "postgres s" "nats-srv s"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..40})" ----------- --------- -------- ---------- ---------- \
+    ------------- -------------
 for k in a b c d; do
     case $k in
         a) label="(a) pg_recvlogical > /dev/null" ;;
@@ -271,9 +312,9 @@ for k in a b c d; do
         c) label="(c) pgoutput-stream > /dev/null" ;;
         d) label="(d) pgoutput-stream --no-stdout, NATS" ;;
     esac
-    printf '| %-38s | %9s | %7s | %6.2f | %8.2f | %5d MB |\n' "$label" \
+    printf '| %-38s | %9s | %7s | %6.2f | %8.2f | %5d MB | %11.2f | %11.2f |\n' "$label" \
         "$(rate "$rows" "${R_ELAPSED[$k]}")" "$(mb "$(rate "${R_BYTES[$k]}" "${R_ELAPSED[$k]}")")" \
-        "${R_ELAPSED[$k]}" "${R_CPU[$k]}" "$((R_RSS[$k] / 1024))"
+        "${R_ELAPSED[$k]}" "${R_CPU[$k]}" "$((R_RSS[$k] / 1024))" "${R_PG[$k]}" "${R_NATS[$k]}"
 done
 ratio() { printf '%.2f' "$(echo "scale=4; ${R_ELAPSED[$2]} / ${R_ELAPSED[$1]}" | bc)"; }
 printf '\nrows/s ratios: c/a = %s (target >= 1.3), d/a = %s (>= 1.0), d/b = %s (>= 0.6)\n' \

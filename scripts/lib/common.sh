@@ -103,5 +103,6 @@ CONF
 # stop_postgres DIR: stop the server started by start_postgres.
 stop_postgres() {
     local dir=$1
-    as_pg_user "$(pg_bindir)/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+    as_pg_user "$(pg_bindir)/pg_ctl" -D "$dir/data" -m fast -t 20 -w stop >/dev/null 2>&1 ||
+        as_pg_user "$(pg_bindir)/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
 }
