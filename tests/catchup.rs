@@ -40,12 +40,13 @@ fn a_backlog_read_through_sql_is_what_streaming_delivers() {
          SELECT 1 FROM pg_copy_logical_replication_slot('{0}', '{reference}')",
         s.slot
     ));
-    // A backlog of every kind of event, written while no daemon runs.
-    for tx in 0..20 {
-        let from = tx * 250 + 1;
+    // A backlog of every kind of event, written while no daemon runs: more
+    // than one chunk, so both reading sessions take turns.
+    for tx in 0..60 {
+        let from = tx * 1000 + 1;
         s.sql(&format!(
             "INSERT INTO items SELECT g, 'note ' || g, g / 3.0 FROM generate_series({from}, {}) g",
-            from + 249
+            from + 999
         ));
     }
     s.sql(
@@ -67,6 +68,8 @@ fn a_backlog_read_through_sql_is_what_streaming_delivers() {
     let caught_up = lines_until(&daemon, last);
     daemon.wait_for_log("catching up through SQL", Duration::from_secs(10));
     daemon.wait_for_log("Caught up; streaming", Duration::from_secs(30));
+    // The temporary copies of the slot went with their sessions.
+    wait_for_no_copies(&s);
     // Streaming takes over where catching up stopped.
     s.sql("INSERT INTO other VALUES ('streamed')");
     let streamed = lines_until(&daemon, |line| line.contains("\"streamed\""));
@@ -99,8 +102,55 @@ fn a_backlog_read_through_sql_is_what_streaming_delivers() {
             .iter()
             .filter(|l| l.contains("\"op\":\"insert\""))
             .count(),
-        5002
+        60_002
     );
+}
+
+/// Wait until no temporary copy of a slot (made to read ahead) is left in the scenario's database.
+fn wait_for_no_copies(s: &Scenario) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let copies = s.sql(
+            "SELECT count(*) FROM pg_replication_slots \
+             WHERE slot_name LIKE 'pgoutput\\_stream\\_ahead\\_%' AND database = current_database()",
+        );
+        if copies.trim() == "0" {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{copies} temporary copies of the slot are left"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn without_free_slots_for_the_copies_it_streams_and_says_how_to_fix_it() {
+    // The slot itself and one copy fit; the second copy does not.
+    let pg = support::postgres::TestPostgres::start_with(support::postgres::PgOptions {
+        conf: vec!["max_replication_slots = 2".into()],
+        ..Default::default()
+    });
+    let s = Scenario::on(&pg, "CREATE TABLE t (id int PRIMARY KEY)");
+    s.sql(&format!(
+        "SELECT 1 FROM pg_create_logical_replication_slot('{}', 'pgoutput')",
+        s.slot
+    ));
+    s.sql("SET synchronous_commit = on; INSERT INTO t SELECT generate_series(1, 3000)");
+    let daemon = s.spawn(None, &["--catch-up-threshold", "1"]);
+    let lines = lines_until(&daemon, |line| line.contains("\"op\":\"commit\""));
+    daemon.wait_for_log("raise max_replication_slots", Duration::from_secs(10));
+    let inserts = lines
+        .iter()
+        .filter(|l| l.contains("\"op\":\"insert\""))
+        .count();
+    assert_eq!(inserts, 3000, "{}", daemon.stderr());
+    wait_for_no_copies(&s);
+    // Streaming goes on.
+    s.sql("INSERT INTO t VALUES (0)");
+    let next = lines_until(&daemon, |line| line.contains("\"op\":\"insert\""));
+    assert!(next.last().unwrap().contains("\"id\":0"), "{next:?}");
 }
 
 /// A slot, then `transactions` transactions of 1,000 rows into `t` behind it;

@@ -165,8 +165,9 @@ pub struct Cli {
     pub streaming_memory: u64,
 
     /// When the slot is at least this far behind the server's WAL (e.g. after downtime),
-    /// read the backlog through SQL in large chunks (`pg_logical_slot_peek_binary_changes`,
-    /// then `pg_replication_slot_advance` once the outputs have durably taken each chunk),
+    /// read the backlog through SQL in large chunks (`pg_logical_slot_get_binary_changes` on
+    /// two temporary copies of the slot, which need two free replication slots, then
+    /// `pg_replication_slot_advance` once the outputs have durably taken each chunk),
     /// which is several times faster than streaming, then switch to streaming.
     /// `off` always streams.
     #[arg(long, default_value = "16MB", env = "PGOUTPUT_STREAM_CATCH_UP_THRESHOLD", value_parser = parse_size_or_off)]

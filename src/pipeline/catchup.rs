@@ -1,22 +1,33 @@
 //! Catching up through SQL. Streaming is bounded by the walsender, which sends
 //! every pgoutput message with its own `send()`; when the slot is far behind
 //! (after downtime, say), the server decodes the same changes several times
-//! faster through `pg_logical_slot_peek_binary_changes`, whose rows hold the
+//! faster through `pg_logical_slot_get_binary_changes`, whose rows hold the
 //! exact payloads streaming would carry. So while the slot is at least
-//! `--catch-up-threshold` behind, the backlog is read in chunks on an ordinary
-//! SQL session and handed to the same [applier](super::applier); once the
-//! outputs have durably taken a chunk, the slot is moved past it with
-//! `pg_replication_slot_advance`. Peeking never moves the slot, so a crash
-//! anywhere in between loses nothing: the next start reads the chunk again.
+//! `--catch-up-threshold` behind, the backlog is read in chunks on SQL
+//! sessions and handed to the same [applier](super::applier).
+//!
+//! The server decodes a whole chunk before it sends its first row. So that
+//! it decodes the next chunk while the outputs take the current one, two
+//! sessions read in turns, each on a temporary copy of the slot
+//! ([`Cursor`]): a session's copy is made from the other's once that one has
+//! decoded its chunk, and so starts right after it. The slot itself only
+//! moves, with `pg_replication_slot_advance` on a third session, once the
+//! outputs have durably taken a chunk; the copies vanish with their sessions.
+//! So a crash anywhere in between loses nothing: the next start reads from
+//! the slot's position again.
 
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::{pin_mut, TryStreamExt};
-use postgres_types::PgLsn;
+use futures_util::TryStreamExt;
+use postgres_types::{PgLsn, ToSql};
 use tokio::sync::mpsc;
-use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Row, RowStream};
 use tracing::{debug, info, warn};
 
 use super::applier::{Applier, Rules};
@@ -33,7 +44,10 @@ use crate::shutdown::Shutdown;
 /// transaction that reaches it). The server keeps a chunk in a tuplestore
 /// (spilled to its temporary files); the client holds at most `QUEUE` of them.
 const CHUNK_MESSAGES: i32 = 100_000;
-/// How often the durable position is looked at while the last acks of a chunk arrive.
+/// The first chunk of a round is smaller, as nothing overlaps its decoding;
+/// each next one is up to four times larger, up to `CHUNK_MESSAGES`.
+const FIRST_CHUNK_MESSAGES: i32 = 10_000;
+/// How often the durable position is looked at while chunks are taken.
 const DURABLE_POLL: Duration = Duration::from_millis(2);
 
 /// What catching up ended with.
@@ -45,16 +59,18 @@ pub(super) enum CatchUp {
     Stopped { stop: Stop, confirmed: Lsn },
 }
 
-/// How each chunk is applied.
+/// How the chunks are applied.
 pub(super) struct Chunk<'a> {
     pub(super) metrics: &'a Arc<Metrics>,
     pub(super) rules: &'a Rules,
     pub(super) shutdown_timeout: Duration,
 }
 
-/// The SQL side of catching up: one session, the slot and the pgoutput options.
+/// The SQL side of catching up: the session that watches and moves the slot,
+/// the slot and the pgoutput options.
 pub(super) struct SqlSource<'a> {
     client: Client,
+    info: &'a ConnInfo,
     slot: &'a str,
     options: Vec<String>,
 }
@@ -62,13 +78,14 @@ pub(super) struct SqlSource<'a> {
 impl<'a> SqlSource<'a> {
     /// Connect, or `None` (and a warning: streaming works without it) when that fails.
     pub(super) async fn connect(
-        info: &ConnInfo,
+        info: &'a ConnInfo,
         slot: &'a str,
         options: &[(&str, &str)],
     ) -> Option<SqlSource<'a>> {
         match conninfo::connect_sql(info).await {
             Ok(client) => Some(SqlSource {
                 client,
+                info,
                 slot,
                 options: options
                     .iter()
@@ -101,48 +118,6 @@ impl<'a> SqlSource<'a> {
         }))
     }
 
-    /// Stream the payloads of one chunk (everything committed before `upto`,
-    /// at most about `CHUNK_MESSAGES` messages) into `queue`; returns how many.
-    async fn peek(
-        &self,
-        upto: Lsn,
-        queue: mpsc::Sender<(Lsn, Bytes)>,
-        metrics: &Metrics,
-    ) -> Result<(u64, Option<Duration>), tokio_postgres::Error> {
-        let started = Instant::now();
-        let mut first_row = None;
-        let upto = PgLsn::from(upto.0);
-        let sql =
-            "SELECT lsn, data FROM pg_logical_slot_peek_binary_changes($1, $2, $3, VARIADIC $4)";
-        let rows = self
-            .client
-            .query_raw(
-                sql,
-                [
-                    &self.slot as &(dyn postgres_types::ToSql + Sync),
-                    &upto,
-                    &CHUNK_MESSAGES,
-                    &self.options,
-                ],
-            )
-            .await?;
-        pin_mut!(rows);
-        let mut count = 0;
-        while let Some(row) = rows.try_next().await? {
-            // The server decodes the whole chunk before it sends the first row.
-            first_row.get_or_insert_with(|| started.elapsed());
-            let lsn = Lsn(u64::from(row.get::<_, PgLsn>(0)));
-            let data = Bytes::copy_from_slice(row.get::<_, &[u8]>(1));
-            Metrics::set_lsn(&metrics.received_lsn, lsn);
-            if queue.send((lsn, data)).await.is_err() {
-                // The applier ended (failure or closed output); it reports why.
-                break;
-            }
-            count += 1;
-        }
-        Ok((count, first_row))
-    }
-
     async fn advance(&self, to: Lsn) -> Result<(), tokio_postgres::Error> {
         self.client
             .execute(
@@ -152,10 +127,314 @@ impl<'a> SqlSource<'a> {
             .await?;
         Ok(())
     }
+
+    /// The two reading sessions, each with its copy of the slot already made,
+    /// so that a lack of free slots shows before anything is read.
+    async fn cursors(&self) -> Result<[Cursor; 2], CursorError> {
+        let mut cursors = [
+            Cursor::open(self.info).await?,
+            Cursor::open(self.info).await?,
+        ];
+        for cursor in &mut cursors {
+            cursor.copy(self.slot).await?;
+        }
+        Ok(cursors)
+    }
+}
+
+/// Why the reading sessions could not be opened.
+enum CursorError {
+    Connect(conninfo::ConnectError),
+    Sql(tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for CursorError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        CursorError::Sql(err)
+    }
+}
+
+/// A SQL session that reads chunks from its own temporary copy of the slot.
+struct Cursor {
+    client: Client,
+    /// Its copy's name, unique while the session lives (it holds the backend's pid).
+    name: String,
+    /// Whether the copy exists now.
+    copied: bool,
+}
+
+impl Cursor {
+    async fn open(info: &ConnInfo) -> Result<Cursor, CursorError> {
+        let client = conninfo::connect_sql(info)
+            .await
+            .map_err(CursorError::Connect)?;
+        let pid: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await?
+            .get(0);
+        Ok(Cursor {
+            client,
+            name: format!("pgoutput_stream_ahead_{pid}"),
+            copied: false,
+        })
+    }
+
+    /// Whether the slot `name` has been read up to `upto`.
+    async fn reached(&self, name: &str, upto: Lsn) -> Result<bool, tokio_postgres::Error> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT coalesce(bool_and(confirmed_flush_lsn >= $2), false) \
+                 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&name, &PgLsn::from(upto.0)],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Make this cursor's copy start where the slot `from` is now (its confirmed position).
+    async fn copy(&mut self, from: &str) -> Result<(), tokio_postgres::Error> {
+        if self.copied {
+            self.client
+                .execute("SELECT pg_drop_replication_slot($1)", &[&self.name])
+                .await?;
+            self.copied = false;
+        }
+        self.client
+            .execute(
+                "SELECT 1 FROM pg_copy_logical_replication_slot($1, $2, true)",
+                &[&from, &self.name],
+            )
+            .await?;
+        self.copied = true;
+        Ok(())
+    }
+
+    /// Have the server decode the next chunk of the copy (at most about
+    /// `limit` messages, all committed before `upto`), which moves the copy
+    /// past it; returns once the chunk is decoded.
+    async fn decode(
+        &self,
+        upto: Lsn,
+        limit: i32,
+        options: &[String],
+    ) -> Result<Decoded, tokio_postgres::Error> {
+        let started = Instant::now();
+        let upto = PgLsn::from(upto.0);
+        let params: [&(dyn ToSql + Sync); 4] = [&self.name, &upto, &limit, &options];
+        let rows = self
+            .client
+            .query_raw(
+                "SELECT lsn, data FROM pg_logical_slot_get_binary_changes($1, $2, $3, VARIADIC $4)",
+                params,
+            )
+            .await?;
+        let mut rows = Box::pin(rows);
+        // The server decodes the whole chunk (and moves the copy) before it sends the first row.
+        let first = rows.try_next().await?;
+        Ok(Decoded {
+            rows,
+            first,
+            limit,
+            took: started.elapsed(),
+        })
+    }
+}
+
+/// A chunk the server has decoded, its rows on their way.
+struct Decoded {
+    rows: Pin<Box<RowStream>>,
+    first: Option<Row>,
+    /// The most messages asked for: fewer means everything before `upto` was read.
+    limit: i32,
+    took: Duration,
+}
+
+impl Decoded {
+    /// Hand the chunk's payloads to `queue`: how many and the position of the
+    /// last, or `None` when the queue closed (the applier ended and reports why).
+    async fn forward(
+        mut self,
+        queue: &mpsc::Sender<(Lsn, Bytes)>,
+        relations: &mut Relations,
+        metrics: &Metrics,
+    ) -> Result<Option<(u64, Lsn)>, tokio_postgres::Error> {
+        relations.chunk_starts();
+        let mut count = 0;
+        let mut last = Lsn::ZERO;
+        let mut next = self.first.take();
+        while let Some(row) = next {
+            last = Lsn(u64::from(row.get::<_, PgLsn>(0)));
+            let data = row.get::<_, &[u8]>(1);
+            Metrics::set_lsn(&metrics.received_lsn, last);
+            count += 1;
+            if relations.repeated(data) {
+                next = self.rows.try_next().await?;
+                continue;
+            }
+            if queue
+                .send((last, Bytes::copy_from_slice(data)))
+                .await
+                .is_err()
+            {
+                return Ok(None);
+            }
+            next = self.rows.try_next().await?;
+        }
+        Ok(Some((count, last)))
+    }
+}
+
+/// The server describes each table again in every chunk (each is a decoding
+/// session of its own); streaming describes it once per session. So a
+/// table's first Relation message in a chunk, when byte for byte the one
+/// already passed on, is not passed on again: the events are the ones
+/// streaming would deliver.
+#[derive(Default)]
+struct Relations {
+    /// The last Relation message passed on, per relation id.
+    last: HashMap<u32, Vec<u8>>,
+    /// Relations described in the current chunk so far.
+    in_chunk: HashSet<u32>,
+}
+
+impl Relations {
+    fn chunk_starts(&mut self) {
+        self.in_chunk.clear();
+    }
+
+    /// Whether `payload` repeats, at the start of a chunk, a description already passed on.
+    fn repeated(&mut self, payload: &[u8]) -> bool {
+        let Some((b'R', rest)) = payload.split_first() else {
+            return false;
+        };
+        let Some(id) = rest.get(..4) else {
+            return false;
+        };
+        let id = u32::from_be_bytes([id[0], id[1], id[2], id[3]]);
+        let first_in_chunk = self.in_chunk.insert(id);
+        if first_in_chunk && self.last.get(&id).is_some_and(|last| last == payload) {
+            return true;
+        }
+        self.last.insert(id, payload.to_vec());
+        false
+    }
+}
+
+/// One chunk handed over, for the advancing side and the debug log.
+struct ChunkRead {
+    messages: u64,
+    /// Position of its last message (a commit's end).
+    last: Lsn,
+    /// How long the server took to decode it.
+    decode: Duration,
+    /// How long the hand-over waited for that decoding (not overlapped with the chunk before).
+    waited: Duration,
+    /// How long handing it over took.
+    handed: Duration,
+}
+
+/// Read everything committed before `upto` into `queue`, chunk by chunk,
+/// the next chunk decoded on one cursor while the current one is handed over
+/// from the other. Reports each chunk to `chunks`; returns whether everything
+/// before `upto` was read (not the case if the queue closed).
+async fn read_ahead(
+    cursors: &mut [Cursor; 2],
+    slot: &str,
+    options: &[String],
+    upto: Lsn,
+    queue: mpsc::Sender<(Lsn, Bytes)>,
+    chunks: mpsc::UnboundedSender<ChunkRead>,
+    metrics: &Metrics,
+) -> Result<bool, tokio_postgres::Error> {
+    let [first, second] = cursors;
+    let (mut current, mut next) = (first, second);
+    let started = Instant::now();
+    current.copy(slot).await?;
+    let mut decoded = current.decode(upto, FIRST_CHUNK_MESSAGES, options).await?;
+    let mut waited = started.elapsed();
+    let mut relations = Relations::default();
+    loop {
+        let (decode, limit) = (decoded.took, decoded.limit);
+        let forwarding = Instant::now();
+        let mut handed = Duration::ZERO;
+        let forward = async {
+            let forwarded = decoded.forward(&queue, &mut relations, metrics).await;
+            handed = forwarding.elapsed();
+            forwarded
+        };
+        let source = current.name.as_str();
+        let ahead = async {
+            if next.reached(source, upto).await? {
+                return Ok(None);
+            }
+            next.copy(source).await?;
+            let limit = limit.saturating_mul(4).min(CHUNK_MESSAGES);
+            next.decode(upto, limit, options).await.map(Some)
+        };
+        let (forwarded, ahead) = tokio::join!(forward, ahead);
+        let Some((messages, last)) = forwarded? else {
+            return Ok(false);
+        };
+        let _ = chunks.send(ChunkRead {
+            messages,
+            last,
+            decode,
+            waited,
+            handed,
+        });
+        waited = forwarding.elapsed().saturating_sub(handed);
+        match ahead? {
+            Some(ahead) if messages >= limit as u64 => decoded = ahead,
+            _ => return Ok(true),
+        }
+        std::mem::swap(&mut current, &mut next);
+    }
+}
+
+/// Move the slot past each chunk once the outputs have durably taken it,
+/// while the reading goes on; `advanced` holds the slot's position. Ends when
+/// the reading does.
+async fn advance_durable(
+    source: &SqlSource<'_>,
+    checkpoint: &Mutex<Checkpoint>,
+    mut chunks: mpsc::UnboundedReceiver<ChunkRead>,
+    advanced: &AtomicU64,
+    metrics: &Metrics,
+) -> Result<(), tokio_postgres::Error> {
+    let mut pending = VecDeque::new();
+    loop {
+        tokio::select! {
+            chunk = chunks.recv() => {
+                let Some(chunk) = chunk else { return Ok(()) };
+                // Where a chunk's time goes: the server decoding it, the part
+                // of that the hand-over waited for, the hand-over itself.
+                debug!(
+                    message = "Read one chunk.",
+                    messages = chunk.messages,
+                    last_lsn = %chunk.last,
+                    server_decode_ms = chunk.decode.as_millis() as u64,
+                    waited_ms = chunk.waited.as_millis() as u64,
+                    handed_ms = chunk.handed.as_millis() as u64,
+                );
+                pending.push_back(chunk.last);
+            }
+            _ = tokio::time::sleep(DURABLE_POLL), if !pending.is_empty() => {
+                let flush = lock(checkpoint).status().flush;
+                if pending.front().is_some_and(|&last| last <= flush) {
+                    pending.retain(|&last| last > flush);
+                    source.advance(flush).await?;
+                    advanced.store(flush.0, Ordering::Relaxed);
+                    Metrics::set_lsn(&metrics.confirmed_lsn, flush);
+                    debug!(message = "Advanced the slot past a durable chunk.", confirmed_lsn = %flush);
+                }
+            }
+        }
+    }
 }
 
 /// Catch up from `confirmed` while the slot is at least `threshold` bytes
-/// behind. A failure of the SQL session ends catching up (streaming picks up
+/// behind. A failure of the SQL sessions ends catching up (streaming picks up
 /// from the last confirmed position); failures of the outputs or the decoder
 /// are returned.
 pub(super) async fn catch_up<O: OutputTarget + ?Sized>(
@@ -171,7 +450,7 @@ pub(super) async fn catch_up<O: OutputTarget + ?Sized>(
         rules,
         shutdown_timeout,
     } = *chunk;
-    let mut announced = false;
+    let mut cursors = None;
     loop {
         let (slot_confirmed, end) = match source.positions().await {
             Ok(Some(positions)) => positions,
@@ -180,30 +459,43 @@ pub(super) async fn catch_up<O: OutputTarget + ?Sized>(
         };
         if slot_confirmed < confirmed {
             // A later start was asked for (`--start-lsn`), or the last status
-            // update of a lost connection did not arrive: peeking starts at the slot's position.
+            // update of a lost connection did not arrive: reading starts at the slot's position.
             if let Err(err) = source.advance(confirmed).await {
                 return Ok(sql_failed(err, confirmed));
             }
         }
         confirmed = confirmed.max(slot_confirmed);
         if end.0.saturating_sub(confirmed.0) < threshold {
-            if announced {
+            if cursors.is_some() {
                 info!(message = "Caught up; streaming.", confirmed_lsn = %confirmed);
             }
             return Ok(CatchUp::Stream(confirmed));
         }
-        if !announced {
-            info!(
-                message = "Slot is far behind; catching up through SQL.",
-                confirmed_lsn = %confirmed,
-                wal_end = %end,
-                behind_bytes = end.0 - confirmed.0,
-            );
-            announced = true;
-            // Ready: changes are flowing, only not through the replication protocol.
-            metrics.set_postgres_streaming(true);
-        }
+        let cursors = match &mut cursors {
+            Some(cursors) => cursors,
+            None => {
+                info!(
+                    message = "Slot is far behind; catching up through SQL.",
+                    confirmed_lsn = %confirmed,
+                    wal_end = %end,
+                    behind_bytes = end.0 - confirmed.0,
+                );
+                match source.cursors().await {
+                    Ok(opened) => {
+                        // Ready: changes are flowing, only not through the replication protocol.
+                        metrics.set_postgres_streaming(true);
+                        cursors.insert(opened)
+                    }
+                    Err(CursorError::Connect(err)) => {
+                        warn!(message = "Cannot open the SQL sessions to catch up; streaming instead.", error = %err);
+                        return Ok(CatchUp::Stream(confirmed));
+                    }
+                    Err(CursorError::Sql(err)) => return Ok(sql_failed(err, confirmed)),
+                }
+            }
+        };
         let checkpoint = Arc::new(Mutex::new(Checkpoint::new(confirmed)));
+        let advanced = AtomicU64::new(confirmed.0);
         let mut applier = Applier::new(
             &mut *output,
             checkpoint.clone(),
@@ -211,23 +503,39 @@ pub(super) async fn catch_up<O: OutputTarget + ?Sized>(
             rules.clone(),
         );
         let (queue, payloads) = mpsc::channel(QUEUE);
-        let chunk_started = Instant::now();
-        let chunk = async {
-            let (peeked, applied) =
-                tokio::join!(source.peek(end, queue, metrics), applier.run(payloads));
+        let (chunks, chunks_read) = mpsc::unbounded_channel();
+        let round = async {
+            let (read, applied, moved) = tokio::join!(
+                read_ahead(
+                    cursors,
+                    source.slot,
+                    &source.options,
+                    end,
+                    queue,
+                    chunks,
+                    metrics
+                ),
+                applier.run(payloads),
+                advance_durable(source, &checkpoint, chunks_read, &advanced, metrics),
+            );
             applied?;
-            Ok::<_, RunError>(peeked)
+            Ok::<_, RunError>(read.and_then(|read| moved.map(|()| read)))
         };
-        let peeked = tokio::select! {
-            chunk = chunk => Some(chunk),
+        let round = tokio::select! {
+            round = round => Some(round),
             _ = shutdown.wait() => None,
         };
         drop(applier);
-        let Some(peeked) = peeked else {
+        confirmed = Lsn(advanced.load(Ordering::Relaxed));
+        let Some(round) = round else {
             return Ok(stop_requested(source, output, confirmed, shutdown_timeout).await);
         };
-        let peeked = match peeked {
-            Ok(peeked) => peeked,
+        let read_all = match round {
+            Ok(Ok(read_all)) => read_all,
+            Ok(Err(err)) => {
+                output.discard_uncommitted();
+                return Ok(sql_failed(err, confirmed));
+            }
             Err(err) => {
                 return match output_stop(Err(err)) {
                     Ok(stop) => Ok(CatchUp::Stopped { stop, confirmed }),
@@ -235,17 +543,9 @@ pub(super) async fn catch_up<O: OutputTarget + ?Sized>(
                 }
             }
         };
-        let (peeked, first_row) = match peeked {
-            Ok(peeked) => peeked,
-            Err(err) => {
-                output.discard_uncommitted();
-                return Ok(sql_failed(err, confirmed));
-            }
-        };
-        let handed = chunk_started.elapsed();
-        // A short chunk read everything committed before `end`: nothing before
-        // it is left once the chunk is durable (as after a keepalive).
-        if peeked < CHUNK_MESSAGES as u64 {
+        // Everything committed before `end` was read: nothing before it is
+        // left once the last chunk is durable (as after a keepalive).
+        if read_all {
             lock(&checkpoint).keepalive(end);
         }
         let target = tokio::select! {
@@ -254,7 +554,6 @@ pub(super) async fn catch_up<O: OutputTarget + ?Sized>(
                 return Ok(stop_requested(source, output, confirmed, shutdown_timeout).await);
             }
         };
-        let durable_at = chunk_started.elapsed();
         if target > confirmed {
             if let Err(err) = source.advance(target).await {
                 return Ok(sql_failed(err, confirmed));
@@ -262,21 +561,11 @@ pub(super) async fn catch_up<O: OutputTarget + ?Sized>(
             confirmed = target;
             Metrics::set_lsn(&metrics.confirmed_lsn, confirmed);
         }
-        // Where a chunk's time goes: the server decoding it (before the first
-        // row), handing it over, the last acks, moving the slot.
-        debug!(
-            message = "Caught up one chunk.",
-            messages = peeked,
-            confirmed_lsn = %confirmed,
-            server_decode_ms = first_row.unwrap_or_default().as_millis() as u64,
-            handed_ms = handed.as_millis() as u64,
-            durable_ms = durable_at.as_millis() as u64,
-            advanced_ms = chunk_started.elapsed().as_millis() as u64,
-        );
+        debug!(message = "Caught up to the WAL end of this round.", confirmed_lsn = %confirmed);
     }
 }
 
-/// Wait until everything the chunk handed over is durable; the position to confirm.
+/// Wait until everything handed over is durable; the position to confirm.
 async fn durable<O: OutputTarget + ?Sized>(output: &O, checkpoint: &Mutex<Checkpoint>) -> Lsn {
     loop {
         let done = {
@@ -321,6 +610,50 @@ async fn stop_requested<O: OutputTarget + ?Sized>(
 }
 
 fn sql_failed(err: tokio_postgres::Error, confirmed: Lsn) -> CatchUp {
-    warn!(message = "Catching up through SQL failed; streaming instead.", error = %err);
+    if err.code() == Some(&SqlState::CONFIGURATION_LIMIT_EXCEEDED) {
+        warn!(
+            message = "Catching up through SQL needs two free replication slots for its temporary copies; raise max_replication_slots. Streaming instead.",
+            error = %err
+        );
+    } else {
+        warn!(message = "Catching up through SQL failed; streaming instead.", error = %err);
+    }
     CatchUp::Stream(confirmed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Relations;
+
+    fn relation(id: u32, name: &str) -> Vec<u8> {
+        let mut payload = vec![b'R'];
+        payload.extend_from_slice(&id.to_be_bytes());
+        payload.extend_from_slice(b"public\0");
+        payload.extend_from_slice(name.as_bytes());
+        payload.push(0);
+        payload
+    }
+
+    #[test]
+    fn only_an_unchanged_description_at_the_start_of_a_later_chunk_is_dropped() {
+        let mut relations = Relations::default();
+        relations.chunk_starts();
+        assert!(!relations.repeated(&relation(1, "a")));
+        // Within a chunk the server describes a table again only for a reason.
+        assert!(!relations.repeated(&relation(1, "a")));
+        assert!(!relations.repeated(b"I\0\0\0\x01"));
+
+        relations.chunk_starts();
+        assert!(relations.repeated(&relation(1, "a")));
+        assert!(!relations.repeated(&relation(1, "a")));
+        assert!(!relations.repeated(&relation(2, "b")));
+
+        relations.chunk_starts();
+        assert!(!relations.repeated(&relation(1, "renamed")));
+        relations.chunk_starts();
+        assert!(relations.repeated(&relation(1, "renamed")));
+        assert!(relations.repeated(&relation(2, "b")));
+        // Too short to be a Relation message: passed on (the decoder reports it).
+        assert!(!relations.repeated(b"R\0\0"));
+    }
 }
