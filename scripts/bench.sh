@@ -230,7 +230,7 @@ run_daemon() {
     [ -n "$child" ] && kill -INT "$child"
     wait "$timed" || { cat "$work/$name.log" >&2; exit 1; }
     timed=
-    [ -z "$logs" ] || cp "$work/$name.log" "$logs/$name.log"
+    [ -z "$logs" ] || cp "$work/$name.log" "$work/$name.time" "$logs/"
     [ -z "$perf" ] || wait "$perf" || true
     elapsed=$(echo "$end - $start" | bc)
     read -r user sys rss_kb <"$work/$name.time"

@@ -64,12 +64,22 @@ fn a_backlog_read_through_sql_is_what_streaming_delivers() {
     let last = |line: &str| line.contains("\"op\":\"insert\"") && line.contains("\"last\"");
 
     // Any backlog at all is read through SQL.
-    let daemon = s.spawn(None, &["--catch-up-threshold", "1"]);
+    let daemon = s.spawn(
+        None,
+        &[
+            "--catch-up-threshold",
+            "1",
+            "--log-level",
+            "info,pgoutput_stream::pipeline::catchup=debug",
+        ],
+    );
     let caught_up = lines_until(&daemon, last);
     daemon.wait_for_log("catching up through SQL", Duration::from_secs(10));
     daemon.wait_for_log("Caught up; streaming", Duration::from_secs(30));
     // The temporary copies of the slot went with their sessions.
     wait_for_no_copies(&s);
+    let chunks = daemon.stderr().matches("Read one chunk.").count();
+    assert!(chunks >= 2, "{chunks} chunk(s): {}", daemon.stderr());
     // Streaming takes over where catching up stopped.
     s.sql("INSERT INTO other VALUES ('streamed')");
     let streamed = lines_until(&daemon, |line| line.contains("\"streamed\""));

@@ -40,13 +40,20 @@ use crate::metrics::Metrics;
 use crate::output::OutputTarget;
 use crate::shutdown::Shutdown;
 
-/// Most pgoutput messages one chunk returns (the server stops after the
-/// transaction that reaches it). The server keeps a chunk in a tuplestore
-/// (spilled to its temporary files); the client holds at most `QUEUE` of them.
-const CHUNK_MESSAGES: i32 = 100_000;
-/// The first chunk of a round is smaller, as nothing overlaps its decoding;
-/// each next one is up to four times larger, up to `CHUNK_MESSAGES`.
-const FIRST_CHUNK_MESSAGES: i32 = 10_000;
+/// How much WAL one chunk spans, to begin with: the first chunk of a round
+/// is small, as nothing overlaps its decoding, and each next one up to four
+/// times larger, up to `CHUNK_WAL`.
+const FIRST_CHUNK_WAL: u64 = 4 << 20;
+const CHUNK_WAL: u64 = 32 << 20;
+/// Every chunk is decoded from the copy's `restart_lsn`, which only moves at
+/// the server's running-transactions records (every 15 s while it writes):
+/// the WAL between it and the chunk's start is read again, without output,
+/// each time. So a chunk spans at least that much WAL, which keeps the
+/// re-reading below the decoding itself (it costs about a fifth as much per
+/// byte) instead of growing with the square of the backlog; but no more than
+/// this, as the server keeps a chunk's rows in a temporary file while the
+/// query runs (two chunks at a time: one decoded, one handed over).
+const MAX_CHUNK_WAL: u64 = 256 << 20;
 /// How often the durable position is looked at while chunks are taken.
 const DURABLE_POLL: Duration = Duration::from_millis(2);
 
@@ -179,17 +186,20 @@ impl Cursor {
         })
     }
 
-    /// Whether the slot `name` has been read up to `upto`.
-    async fn reached(&self, name: &str, upto: Lsn) -> Result<bool, tokio_postgres::Error> {
+    /// The confirmed and restart positions of the slot `name`.
+    async fn position(&self, name: &str) -> Result<(Lsn, Lsn), tokio_postgres::Error> {
         let row = self
             .client
             .query_one(
-                "SELECT coalesce(bool_and(confirmed_flush_lsn >= $2), false) \
-                 FROM pg_replication_slots WHERE slot_name = $1",
-                &[&name, &PgLsn::from(upto.0)],
+                "SELECT confirmed_flush_lsn, restart_lsn FROM pg_replication_slots WHERE slot_name = $1",
+                &[&name],
             )
             .await?;
-        Ok(row.get(0))
+        let lsn = |i| {
+            row.get::<_, Option<PgLsn>>(i)
+                .map_or(Lsn::ZERO, |l| Lsn(u64::from(l)))
+        };
+        Ok((lsn(0), lsn(1)))
     }
 
     /// Make this cursor's copy start where the slot `from` is now (its confirmed position).
@@ -210,18 +220,18 @@ impl Cursor {
         Ok(())
     }
 
-    /// Have the server decode the next chunk of the copy (at most about
-    /// `limit` messages, all committed before `upto`), which moves the copy
-    /// past it; returns once the chunk is decoded.
+    /// Have the server decode the copy's next chunk (everything committed
+    /// before `upto`), which moves the copy past it; returns once the chunk
+    /// is decoded.
     async fn decode(
         &self,
         upto: Lsn,
-        limit: i32,
         options: &[String],
     ) -> Result<Decoded, tokio_postgres::Error> {
         let started = Instant::now();
         let upto = PgLsn::from(upto.0);
-        let params: [&(dyn ToSql + Sync); 4] = [&self.name, &upto, &limit, &options];
+        let no_limit: Option<i32> = None;
+        let params: [&(dyn ToSql + Sync); 4] = [&self.name, &upto, &no_limit, &options];
         let rows = self
             .client
             .query_raw(
@@ -235,18 +245,23 @@ impl Cursor {
         Ok(Decoded {
             rows,
             first,
-            limit,
             took: started.elapsed(),
         })
     }
+}
+
+/// Where the chunk starting at `start` ends: `span` bytes of WAL, at least
+/// as much as will be read again from `restart`, within the limits; never past `end`.
+fn chunk_end(start: Lsn, restart: Lsn, span: u64, end: Lsn) -> (Lsn, u64) {
+    let again = start.0.saturating_sub(restart.0);
+    let span = span.max(again).min(MAX_CHUNK_WAL);
+    (Lsn(start.0.saturating_add(span).min(end.0)), span)
 }
 
 /// A chunk the server has decoded, its rows on their way.
 struct Decoded {
     rows: Pin<Box<RowStream>>,
     first: Option<Row>,
-    /// The most messages asked for: fewer means everything before `upto` was read.
-    limit: i32,
     took: Duration,
 }
 
@@ -334,15 +349,15 @@ struct ChunkRead {
     handed: Duration,
 }
 
-/// Read everything committed before `upto` into `queue`, chunk by chunk,
-/// the next chunk decoded on one cursor while the current one is handed over
-/// from the other. Reports each chunk to `chunks`; returns whether everything
-/// before `upto` was read (not the case if the queue closed).
+/// Read everything committed before `end` into `queue`, chunk by chunk, the
+/// next chunk decoded on one cursor while the current one is handed over from
+/// the other. Reports each chunk to `chunks`; returns whether everything
+/// before `end` was read (not the case if the queue closed).
 async fn read_ahead(
     cursors: &mut [Cursor; 2],
     slot: &str,
     options: &[String],
-    upto: Lsn,
+    end: Lsn,
     queue: mpsc::Sender<(Lsn, Bytes)>,
     chunks: mpsc::UnboundedSender<ChunkRead>,
     metrics: &Metrics,
@@ -350,12 +365,17 @@ async fn read_ahead(
     let [first, second] = cursors;
     let (mut current, mut next) = (first, second);
     let started = Instant::now();
+    let (start, restart) = current.position(slot).await?;
+    if start >= end {
+        return Ok(true);
+    }
+    let (upto, mut span) = chunk_end(start, restart, FIRST_CHUNK_WAL, end);
     current.copy(slot).await?;
-    let mut decoded = current.decode(upto, FIRST_CHUNK_MESSAGES, options).await?;
+    let mut decoded = current.decode(upto, options).await?;
     let mut waited = started.elapsed();
     let mut relations = Relations::default();
     loop {
-        let (decode, limit) = (decoded.took, decoded.limit);
+        let decode = decoded.took;
         let forwarding = Instant::now();
         let mut handed = Duration::ZERO;
         let forward = async {
@@ -365,28 +385,34 @@ async fn read_ahead(
         };
         let source = current.name.as_str();
         let ahead = async {
-            if next.reached(source, upto).await? {
+            let (start, restart) = next.position(source).await?;
+            if start >= end {
                 return Ok(None);
             }
+            let (upto, span) =
+                chunk_end(start, restart, span.saturating_mul(4).min(CHUNK_WAL), end);
             next.copy(source).await?;
-            let limit = limit.saturating_mul(4).min(CHUNK_MESSAGES);
-            next.decode(upto, limit, options).await.map(Some)
+            next.decode(upto, options)
+                .await
+                .map(|decoded| Some((decoded, span)))
         };
         let (forwarded, ahead) = tokio::join!(forward, ahead);
         let Some((messages, last)) = forwarded? else {
             return Ok(false);
         };
-        let _ = chunks.send(ChunkRead {
-            messages,
-            last,
-            decode,
-            waited,
-            handed,
-        });
+        if messages > 0 {
+            let _ = chunks.send(ChunkRead {
+                messages,
+                last,
+                decode,
+                waited,
+                handed,
+            });
+        }
         waited = forwarding.elapsed().saturating_sub(handed);
         match ahead? {
-            Some(ahead) if messages >= limit as u64 => decoded = ahead,
-            _ => return Ok(true),
+            Some((ahead, ahead_span)) => (decoded, span) = (ahead, ahead_span),
+            None => return Ok(true),
         }
         std::mem::swap(&mut current, &mut next);
     }
@@ -623,7 +649,34 @@ fn sql_failed(err: tokio_postgres::Error, confirmed: Lsn) -> CatchUp {
 
 #[cfg(test)]
 mod tests {
-    use super::Relations;
+    use super::{chunk_end, Relations, CHUNK_WAL, MAX_CHUNK_WAL};
+    use crate::lsn::Lsn;
+
+    const MB: u64 = 1 << 20;
+
+    #[test]
+    fn a_chunk_spans_at_least_the_wal_read_again_within_the_limit() {
+        let end = Lsn(10_000 * MB);
+        // Nothing to read again: the asked span.
+        assert_eq!(
+            chunk_end(Lsn(100 * MB), Lsn(100 * MB), CHUNK_WAL, end),
+            (Lsn(100 * MB + CHUNK_WAL), CHUNK_WAL)
+        );
+        // 90 MB read again from the restart position: a chunk of 90 MB.
+        assert_eq!(
+            chunk_end(Lsn(100 * MB), Lsn(10 * MB), CHUNK_WAL, end),
+            (Lsn(190 * MB), 90 * MB)
+        );
+        // But never more than the limit, nor past the end.
+        assert_eq!(
+            chunk_end(Lsn(2000 * MB), Lsn(0), CHUNK_WAL, end),
+            (Lsn(2000 * MB + MAX_CHUNK_WAL), MAX_CHUNK_WAL)
+        );
+        assert_eq!(
+            chunk_end(Lsn(9_990 * MB), Lsn(9_990 * MB), CHUNK_WAL, end),
+            (end, CHUNK_WAL)
+        );
+    }
 
     fn relation(id: u32, name: &str) -> Vec<u8> {
         let mut payload = vec![b'R'];
