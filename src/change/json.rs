@@ -339,6 +339,11 @@ fn write_bool(b: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(if b { b"true" } else { b"false" });
 }
 
+/// The text these writers produced (ids, numbers, positions, times: ASCII).
+pub(crate) fn into_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 /// An LSN as `Lsn`'s `Display` prints it (`16/B374D848`), without `fmt`.
 pub(crate) fn write_lsn(lsn: Lsn, out: &mut Vec<u8>) {
     write_upper_hex(lsn.0 >> 32, out);

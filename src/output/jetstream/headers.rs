@@ -18,7 +18,7 @@ use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::HeaderMap;
 
 use super::subject::push_token;
-use crate::change::json::{write_lsn, write_uint};
+use crate::change::json::{into_string, write_lsn, write_uint};
 use crate::change::{time, Change, Table, TxInfo};
 use crate::lsn::Lsn;
 use crate::output::Seq;
@@ -106,8 +106,7 @@ impl HeaderFields {
             header(PG_COMMIT_TS, &|b| time::write_rfc3339(tx.commit_ts, b));
         }
         // Only ASCII is ever written: ids, op names, tokens, numbers and times.
-        String::from_utf8(out)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        into_string(out)
     }
 }
 
@@ -152,24 +151,43 @@ impl MessageIds {
         }
     }
 
+    /// Written without `fmt` (formatting the positions was a tenth of the publishing path's CPU).
     fn id(&self, change: &Change, seq: Seq) -> String {
         let Seq { commit_lsn, index } = seq;
+        let mut out = Vec::with_capacity(self.slot.len() + 40);
+        out.extend_from_slice(self.slot.as_bytes());
+        out.push(b':');
         match change {
             Change::Relation(table) => {
-                format!("{}:{commit_lsn}:{index}r{}", self.slot, table.relation_id)
+                write_lsn(commit_lsn, &mut out);
+                out.push(b':');
+                write_uint(u64::from(index), &mut out);
+                out.push(b'r');
+                write_uint(u64::from(table.relation_id), &mut out);
             }
             Change::Message {
                 transactional: false,
                 lsn,
                 ..
-            } => format!("{}:{lsn}:m", self.slot),
+            } => {
+                write_lsn(*lsn, &mut out);
+                out.extend_from_slice(b":m");
+            }
             // The n-th row of the table in the snapshot taken at the consistent point.
-            Change::Read(row) => format!(
-                "{}:{commit_lsn}:s{}:{index}",
-                self.slot, row.table.relation_id
-            ),
-            _ => format!("{}:{commit_lsn}:{index}", self.slot),
+            Change::Read(row) => {
+                write_lsn(commit_lsn, &mut out);
+                out.extend_from_slice(b":s");
+                write_uint(u64::from(row.table.relation_id), &mut out);
+                out.push(b':');
+                write_uint(u64::from(index), &mut out);
+            }
+            _ => {
+                write_lsn(commit_lsn, &mut out);
+                out.push(b':');
+                write_uint(u64::from(index), &mut out);
+            }
         }
+        into_string(out)
     }
 }
 

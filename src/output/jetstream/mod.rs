@@ -27,7 +27,7 @@ use crate::lsn::Lsn;
 use crate::metrics::Metrics;
 use headers::MessageIds;
 use publisher::{Item, Outgoing, Shared, BATCH};
-use subject::{PrefixError, Subjects};
+use subject::{PrefixError, SubjectCache, Subjects};
 
 const TARGET: &str = "jetstream";
 /// Room left for the headers when checking an event against `max_payload`.
@@ -71,7 +71,7 @@ impl JetStreamSetupError {
 
 /// Publishes events to a JetStream stream.
 pub struct JetStreamOutput {
-    subjects: Subjects,
+    subjects: SubjectCache,
     ids: MessageIds,
     items: Option<mpsc::Sender<Vec<Item>>>,
     /// Items not yet handed to the task: sent at each commit or when [`BATCH`] long.
@@ -137,7 +137,7 @@ impl JetStreamOutput {
             metrics,
         ));
         Ok(JetStreamOutput {
-            subjects,
+            subjects: SubjectCache::new(subjects),
             ids: MessageIds::new(slot),
             items: Some(tx),
             batch: Vec::with_capacity(BATCH + 1),
@@ -205,7 +205,7 @@ impl OutputTarget for JetStreamOutput {
             });
         }
         let message = Outgoing {
-            subject: self.subjects.for_change(event.change).into(),
+            subject: self.subjects.for_change(event.change),
             headers: self.ids.fields(event.change, event.seq),
             payload: Bytes::copy_from_slice(event.json),
         };

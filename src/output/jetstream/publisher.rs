@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::headers::HeaderFields;
+use crate::change::json::{into_string, write_uint};
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
 
@@ -95,7 +96,11 @@ struct Window {
 
 /// The subject the ack of event `number` comes back on.
 fn reply_subject(inbox: &str, number: u64) -> String {
-    format!("{inbox}.{number}")
+    let mut out = Vec::with_capacity(inbox.len() + 21);
+    out.extend_from_slice(inbox.as_bytes());
+    out.push(b'.');
+    write_uint(number, &mut out);
+    into_string(out)
 }
 
 impl Window {

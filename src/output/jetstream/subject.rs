@@ -91,6 +91,53 @@ impl Subjects {
     }
 }
 
+/// Subjects of consecutive events: rows of one table and operation usually
+/// follow each other, so the last table's subject is kept and shared (a
+/// `Subject` clone is a reference count), not built again for every event.
+#[derive(Debug)]
+pub struct SubjectCache {
+    subjects: Subjects,
+    last: Option<LastSubject>,
+}
+
+#[derive(Debug)]
+struct LastSubject {
+    schema: String,
+    name: String,
+    op: &'static str,
+    subject: async_nats::Subject,
+}
+
+impl SubjectCache {
+    pub fn new(subjects: Subjects) -> Self {
+        SubjectCache {
+            subjects,
+            last: None,
+        }
+    }
+
+    /// The subject of `change` (see [`Subjects::for_change`]).
+    pub fn for_change(&mut self, change: &Change) -> async_nats::Subject {
+        let Some(table) = change.table() else {
+            return self.subjects.for_change(change).into();
+        };
+        let op = change.op();
+        if let Some(last) = &self.last {
+            if last.op == op && last.schema == table.schema && last.name == table.name {
+                return last.subject.clone();
+            }
+        }
+        let subject: async_nats::Subject = self.subjects.for_change(change).into();
+        self.last = Some(LastSubject {
+            schema: table.schema.clone(),
+            name: table.name.clone(),
+            op,
+            subject: subject.clone(),
+        });
+        subject
+    }
+}
+
 /// Append `name` as one subject token: `.`, `*`, `>`, `%`, whitespace and
 /// control characters become `%XX` (per UTF-8 byte); an empty name becomes
 /// `%00`, which no PostgreSQL name can produce (names hold no NUL).
@@ -115,6 +162,42 @@ pub fn push_token(out: &mut String, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::change::sample::{customers, row};
+    use crate::change::Table;
+    use std::sync::Arc;
+
+    #[test]
+    fn the_cache_gives_each_event_the_subject_it_would_get_anyway() {
+        let subjects = Subjects::new("cdc").unwrap();
+        let mut cache = SubjectCache::new(subjects.clone());
+        let mut other = (*customers()).clone();
+        other.name = "order items".into();
+        let other: Arc<Table> = Arc::new(other);
+        let on = |table: &Arc<Table>| {
+            let mut r = row(None, None);
+            r.table = table.clone();
+            r
+        };
+        let changes = [
+            Change::Insert(on(&customers())),
+            Change::Insert(on(&customers())),
+            Change::Update(on(&customers())),
+            Change::Insert(on(&other)),
+            Change::Relation(other.clone()),
+            Change::Insert(on(&customers())),
+            Change::Delete(on(&customers())),
+        ];
+        for change in &changes {
+            assert_eq!(
+                cache.for_change(change).as_str(),
+                subjects.for_change(change)
+            );
+        }
+        assert_eq!(
+            cache.for_change(&changes[3]).as_str(),
+            "cdc.public.order%20items.insert"
+        );
+    }
 
     fn token(name: &str) -> String {
         let mut out = String::new();
