@@ -214,7 +214,10 @@ pub async fn run(
     let mut last_warning: Option<Instant> = None;
     let mut open = true;
     loop {
-        // Received items, in order, as far as the window has room.
+        // Received items, in order, as far as the window has room. One clock
+        // reading for the burst (a reading per event was 3% of the daemon's CPU);
+        // the ack deadline is seconds away.
+        let now = Instant::now();
         while (window.pending.len() < max_inflight && window.bytes < MAX_INFLIGHT_BYTES)
             || matches!(staged.front(), Some(Item::Commit(_)))
         {
@@ -226,7 +229,7 @@ pub async fn run(
                     window.bytes += message.payload.len();
                     window.pending.push_back(Pending {
                         message,
-                        sent_at: Instant::now(),
+                        sent_at: now,
                         ack: AckState::Waiting,
                     });
                 }
