@@ -171,6 +171,13 @@ servers_cpu_since() {
     nats_cpu=$(echo "scale=2; ($now_nats - $before_nats) / $ticks_per_second" | bc)
 }
 
+# record KEY: keep the figures of the run just measured (elapsed, cpu, rss_kb
+# from run_timed or run_daemon, and the servers' CPU since the ticks in $before).
+record() {
+    servers_cpu_since "$before"
+    R_ELAPSED[$1]=$elapsed R_CPU[$1]=$cpu R_RSS[$1]=$rss_kb R_PG[$1]=$pg_cpu R_NATS[$1]=$nats_cpu
+}
+
 # run_timed NAME CMD...: run CMD under GNU time; sets elapsed, cpu, rss_kb.
 run_timed() {
     local name=$1; shift
@@ -247,21 +254,18 @@ a_prefix=()
 run_timed a "${a_prefix[@]}" "$bindir/pg_recvlogical" -h "$pg_host" -p "$port" -U postgres -d postgres \
     --slot bench_a --start --endpos "$end_lsn" --no-loop \
     -o proto_version=1 -o publication_names=bench_pub -f /dev/null
-servers_cpu_since "$before"
-R_ELAPSED[a]=$elapsed R_CPU[a]=$cpu R_RSS[a]=$rss_kb R_PG[a]=$pg_cpu R_NATS[a]=$nats_cpu
+record a
 
 echo "== (c) pgoutput-stream > /dev/null" >&2
 before=$(servers_ticks)
 run_daemon c bench_c
-servers_cpu_since "$before"
-R_ELAPSED[c]=$elapsed R_CPU[c]=$cpu R_RSS[c]=$rss_kb R_PG[c]=$pg_cpu R_NATS[c]=$nats_cpu
+record c
 
 echo "== (d) pgoutput-stream --no-stdout --nats-server" >&2
 before=$(servers_ticks)
 run_daemon d bench_d --no-stdout --nats-server "$nats_url" \
     --nats-max-msgs $((rows * 2 + 10000)) --nats-max-bytes $((rows * 4096 + 100000000))
-servers_cpu_since "$before"
-R_ELAPSED[d]=$elapsed R_CPU[d]=$cpu R_RSS[d]=$rss_kb R_PG[d]=$pg_cpu R_NATS[d]=$nats_cpu
+record d
 
 # Sizes, outside the timed runs: the events (JSON, as stored by (d); stdout
 # adds a newline each) and the pgoutput payloads pg_recvlogical received.
@@ -277,8 +281,8 @@ avg_event=$((json_bytes / events))
 echo "== (b) raw JetStream publisher: $rows messages of $avg_event bytes" >&2
 before=$(servers_ticks)
 run_timed b "$bench_nats" publish "$nats_url" bench_raw "$rows" "$avg_event" >/dev/null
-servers_cpu_since "$before"
-R_ELAPSED[b]=$elapsed R_CPU[b]=$cpu R_RSS[b]=$rss_kb R_PG[b]=$pg_cpu R_NATS[b]=$nats_cpu R_BYTES[b]=$((rows * avg_event))
+record b
+R_BYTES[b]=$((rows * avg_event))
 
 echo "== latency: $latency_rate single-row transactions/s for $latency_seconds s" >&2
 sql -c "SELECT 1 FROM pg_create_logical_replication_slot('bench_latency', 'pgoutput')" >/dev/null

@@ -283,14 +283,11 @@ impl Decoded {
             let data = row.get::<_, &[u8]>(1);
             Metrics::set_lsn(&metrics.received_lsn, last);
             count += 1;
-            if relations.repeated(data) {
-                next = self.rows.try_next().await?;
-                continue;
-            }
-            if queue
-                .send((last, Bytes::copy_from_slice(data)))
-                .await
-                .is_err()
+            if !relations.repeated(data)
+                && queue
+                    .send((last, Bytes::copy_from_slice(data)))
+                    .await
+                    .is_err()
             {
                 return Ok(None);
             }
