@@ -97,7 +97,13 @@ fn a_transaction_arrives_as_begin_relation_rows_commit_with_consistent_fields() 
     s.sql(
         "BEGIN; INSERT INTO items VALUES (1, 'one'); INSERT INTO items VALUES (2, 'two'); COMMIT;",
     );
-    let tx = s.daemon().transaction();
+    let mut tx = s.daemon().transaction();
+    // The server describes the table again when another transaction changes
+    // its catalog entry mid-transaction (an ANALYZE, say, from autovacuum);
+    // such a repeat is identical to the first description.
+    let first_relation = tx[1].clone();
+    let mut seen = false;
+    tx.retain(|e| e != &first_relation || !std::mem::replace(&mut seen, true));
     let ops: Vec<&str> = tx.iter().map(|e| e["op"].as_str().unwrap()).collect();
     assert_eq!(ops, ["begin", "relation", "insert", "insert", "commit"]);
 

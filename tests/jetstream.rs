@@ -26,13 +26,17 @@ fn every_op_is_published_to_its_subject_with_headers_and_the_stdout_payload() {
     s.sql(
         "BEGIN;
          INSERT INTO items VALUES (1, 'pen');
+         -- Changes the table's catalog entry, so the server describes it again
+         -- before the next change: the extra relation event CI once met.
+         ALTER TABLE items ALTER COLUMN name SET STATISTICS 50;
          UPDATE items SET name = 'pencil' WHERE id = 1;
          DELETE FROM items WHERE id = 1;
          TRUNCATE items;
          SELECT pg_logical_emit_message(true, 'audit.log', 'hello');
          COMMIT;",
     );
-    // One transaction: begin, relation, insert, update, delete, relation, truncate, message, commit.
+    // One transaction: begin, relation, insert, relation, update, delete, relation,
+    // truncate, message, commit.
     let stdout = daemon.transaction();
     let stored = nats.wait_for_messages(STREAM, stdout.len(), Duration::from_secs(20));
     assert_eq!(stored.len(), stdout.len());
@@ -76,7 +80,11 @@ fn every_op_is_published_to_its_subject_with_headers_and_the_stdout_payload() {
     }
     let begin = &stdout[0];
     let commit_lsn = begin["commit_lsn"].as_str().unwrap();
-    let insert = &stored[2];
+    let insert_at = subjects
+        .iter()
+        .position(|s| s.ends_with(".insert"))
+        .unwrap();
+    let insert = &stored[insert_at];
     assert_eq!(
         insert.header("Nats-Msg-Id"),
         format!("{}:{commit_lsn}:1", s.slot)
@@ -84,7 +92,10 @@ fn every_op_is_published_to_its_subject_with_headers_and_the_stdout_payload() {
     assert_eq!(insert.header("Pg-Op"), "insert");
     assert_eq!(insert.header("Pg-Schema"), "public");
     assert_eq!(insert.header("Pg-Table"), "items");
-    assert_eq!(insert.header("Pg-Lsn"), stdout[2]["lsn"].as_str().unwrap());
+    assert_eq!(
+        insert.header("Pg-Lsn"),
+        stdout[insert_at]["lsn"].as_str().unwrap()
+    );
     assert_eq!(insert.header("Pg-Commit-Lsn"), commit_lsn);
     assert_eq!(insert.header("Pg-Xid"), begin["xid"].to_string());
     assert_eq!(
@@ -94,21 +105,23 @@ fn every_op_is_published_to_its_subject_with_headers_and_the_stdout_payload() {
     let ids: std::collections::HashSet<&str> =
         stored.iter().map(|m| m.header("Nats-Msg-Id")).collect();
     assert_eq!(ids.len(), stored.len(), "message ids are unique");
+    // A relation event's id is that of the change it precedes plus the relation id.
     let rel = stdout[1]["relation_id"].clone();
     assert_eq!(
-        stored[1].header("Nats-Msg-Id"),
+        stored[insert_at - 1].header("Nats-Msg-Id"),
         format!("{}:{commit_lsn}:1r{rel}", s.slot)
     );
     assert_eq!(
-        stored[5].header("Nats-Msg-Id"),
+        stored[truncate - 1].header("Nats-Msg-Id"),
         format!("{}:{commit_lsn}:4r{rel}", s.slot)
     );
+    let change_ops: Vec<String> = ops(&stored)
+        .into_iter()
+        .filter(|op| op != "relation")
+        .collect();
     assert_eq!(
-        ops(&stored),
-        [
-            "begin", "relation", "insert", "update", "delete", "relation", "truncate", "message",
-            "commit"
-        ]
+        change_ops,
+        ["begin", "insert", "update", "delete", "truncate", "message", "commit"]
     );
 }
 
