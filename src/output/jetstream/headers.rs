@@ -17,9 +17,9 @@ use std::sync::Arc;
 use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::HeaderMap;
 
-use super::subject::push_token;
+use super::subject::TableTokens;
 use crate::change::json::{into_string, write_lsn, write_uint};
-use crate::change::{time, Change, Table, TxInfo};
+use crate::change::{time, Change, TxInfo};
 use crate::lsn::Lsn;
 use crate::output::Seq;
 
@@ -35,18 +35,6 @@ const PG_COMMIT_TS: &str = "Pg-Commit-Ts";
 #[derive(Debug)]
 pub struct MessageIds {
     slot: String,
-    /// Header tokens of the table of the previous event: rows of one table
-    /// usually follow each other, so they are encoded once, not per event.
-    last_table: Option<Arc<TableTokens>>,
-}
-
-/// A table's schema and name as they were and as header tokens.
-#[derive(Debug)]
-struct TableTokens {
-    schema: String,
-    name: String,
-    schema_token: String,
-    name_token: String,
 }
 
 /// What an event's headers are made of, kept (instead of a `HeaderMap`) with
@@ -114,40 +102,30 @@ impl MessageIds {
     pub fn new(slot: &str) -> Self {
         MessageIds {
             slot: slot.to_owned(),
-            last_table: None,
         }
     }
 
     /// The headers of `change`, at `seq` in the stream.
     #[cfg(test)]
-    pub fn headers(&mut self, change: &Change, seq: Seq) -> HeaderMap {
-        self.fields(change, seq).to_headers()
+    pub fn headers(&self, change: &Change, seq: Seq) -> HeaderMap {
+        let table = change.table().map(|t| Arc::new(TableTokens::new(t)));
+        self.fields(change, seq, table).to_headers()
     }
 
-    /// What the headers of `change`, at `seq` in the stream, are made of.
-    pub fn fields(&mut self, change: &Change, seq: Seq) -> HeaderFields {
+    /// What the headers of `change`, at `seq` in the stream, are made of;
+    /// `table` holds the tokens of its table (see [`super::subject::EventNames`]).
+    pub fn fields(
+        &self,
+        change: &Change,
+        seq: Seq,
+        table: Option<Arc<TableTokens>>,
+    ) -> HeaderFields {
         HeaderFields {
             id: self.id(change, seq),
             op: change.op(),
-            table: change.table().map(|table| self.tokens(table)),
+            table,
             lsn: event_lsn(change),
             tx: tx_of(change).copied(),
-        }
-    }
-
-    fn tokens(&mut self, table: &Table) -> Arc<TableTokens> {
-        match &self.last_table {
-            Some(last) if last.schema == table.schema && last.name == table.name => last.clone(),
-            _ => {
-                let tokens = Arc::new(TableTokens {
-                    schema: table.schema.clone(),
-                    name: table.name.clone(),
-                    schema_token: token(&table.schema),
-                    name_token: token(&table.name),
-                });
-                self.last_table = Some(tokens.clone());
-                tokens
-            }
         }
     }
 
@@ -189,13 +167,6 @@ impl MessageIds {
         }
         into_string(out)
     }
-}
-
-/// Header values must be one line: names use the subject token encoding.
-fn token(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    push_token(&mut out, name);
-    out
 }
 
 /// The WAL position of the event itself.
@@ -240,14 +211,14 @@ mod tests {
         out
     }
 
-    fn id(ids: &mut MessageIds, seqs: &mut SeqCounter, change: &Change) -> String {
+    fn id(ids: &MessageIds, seqs: &mut SeqCounter, change: &Change) -> String {
         let seq = seqs.next(change);
         wire(&ids.headers(change, seq)).swap_remove(0).1
     }
 
     #[test]
     fn ids_number_events_within_the_transaction_without_relation_events() {
-        let mut ids = MessageIds::new("shop");
+        let ids = MessageIds::new("shop");
         let mut seqs = SeqCounter::default();
         let commit = Change::Commit {
             tx: tx(),
@@ -261,10 +232,7 @@ mod tests {
             Change::Delete(row(None, None)),
             commit,
         ];
-        let got: Vec<String> = sequence
-            .iter()
-            .map(|c| id(&mut ids, &mut seqs, c))
-            .collect();
+        let got: Vec<String> = sequence.iter().map(|c| id(&ids, &mut seqs, c)).collect();
         assert_eq!(
             got,
             [
@@ -279,7 +247,7 @@ mod tests {
         // The same transaction again (a replay) gets the same ids, even without its relation events.
         let replay: Vec<String> = [&sequence[0], &sequence[2], &sequence[4], &sequence[5]]
             .into_iter()
-            .map(|c| id(&mut ids, &mut seqs, c))
+            .map(|c| id(&ids, &mut seqs, c))
             .collect();
         assert_eq!(
             replay,
@@ -294,7 +262,7 @@ mod tests {
 
     #[test]
     fn headers_describe_the_event() {
-        let mut ids = MessageIds::new("shop");
+        let ids = MessageIds::new("shop");
         let mut seqs = SeqCounter::default();
         seqs.next(&Change::Begin(tx()));
         let insert = Change::Insert(row(None, None));

@@ -27,7 +27,7 @@ use crate::lsn::Lsn;
 use crate::metrics::Metrics;
 use headers::MessageIds;
 use publisher::{Item, Outgoing, Shared, BATCH};
-use subject::{PrefixError, SubjectCache, Subjects};
+use subject::{EventNames, PrefixError, Subjects};
 
 const TARGET: &str = "jetstream";
 /// Room left for the headers when checking an event against `max_payload`.
@@ -71,7 +71,7 @@ impl JetStreamSetupError {
 
 /// Publishes events to a JetStream stream.
 pub struct JetStreamOutput {
-    subjects: SubjectCache,
+    names: EventNames,
     ids: MessageIds,
     items: Option<mpsc::Sender<Vec<Item>>>,
     /// Items not yet handed to the task: sent at each commit or when [`BATCH`] long.
@@ -137,7 +137,7 @@ impl JetStreamOutput {
             metrics,
         ));
         Ok(JetStreamOutput {
-            subjects: SubjectCache::new(subjects),
+            names: EventNames::new(subjects),
             ids: MessageIds::new(slot),
             items: Some(tx),
             batch: Vec::with_capacity(BATCH + 1),
@@ -204,9 +204,10 @@ impl OutputTarget for JetStreamOutput {
                 ),
             });
         }
+        let (subject, table) = self.names.for_change(event.change);
         let message = Outgoing {
-            subject: self.subjects.for_change(event.change),
-            headers: self.ids.fields(event.change, event.seq),
+            subject,
+            headers: self.ids.fields(event.change, event.seq, table),
             payload: Bytes::copy_from_slice(event.json),
         };
         self.send(Item::Publish(message)).await

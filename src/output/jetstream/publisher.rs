@@ -378,6 +378,7 @@ mod tests {
             headers: super::super::headers::MessageIds::new("slot").fields(
                 &crate::change::Change::Begin(crate::change::sample::tx()),
                 Default::default(),
+                None,
             ),
             payload: Bytes::from_static(b"{}"),
         };

@@ -2,8 +2,9 @@
 //! percent-encoded so that it is exactly one subject token.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
-use crate::change::Change;
+use crate::change::{Change, Table};
 
 /// A `--nats-subject-prefix` that is not a valid literal subject.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,7 +65,10 @@ impl Subjects {
     /// - transaction boundaries: `<prefix>.transactions.begin.event`, `<prefix>.transactions.commit.event`
     /// - logical messages: `<prefix>.messages.<message prefix>`
     pub fn for_change(&self, change: &Change) -> String {
-        let mut subject = String::with_capacity(self.prefix.len() + 48);
+        if let Some(table) = change.table() {
+            return self.for_table(&TableTokens::new(table), change.op());
+        }
+        let mut subject = String::with_capacity(self.prefix.len() + 32);
         subject.push_str(&self.prefix);
         subject.push('.');
         match change {
@@ -74,68 +78,110 @@ impl Subjects {
                 subject.push_str("messages.");
                 push_token(&mut subject, prefix);
             }
-            Change::Relation(table)
-            | Change::Truncate { table, .. }
-            | Change::Insert(crate::change::RowChange { table, .. })
-            | Change::Read(crate::change::RowChange { table, .. })
-            | Change::Update(crate::change::RowChange { table, .. })
-            | Change::Delete(crate::change::RowChange { table, .. }) => {
-                push_token(&mut subject, &table.schema);
-                subject.push('.');
-                push_token(&mut subject, &table.name);
-                subject.push('.');
-                subject.push_str(change.op());
-            }
+            // Events about a table are answered above.
+            _ => {}
         }
+        subject
+    }
+
+    /// `<prefix>.<schema token>.<table token>.<op>`.
+    fn for_table(&self, tokens: &TableTokens, op: &str) -> String {
+        let mut subject = String::with_capacity(
+            self.prefix.len() + tokens.schema_token.len() + tokens.name_token.len() + op.len() + 3,
+        );
+        for part in [&self.prefix, &tokens.schema_token, &tokens.name_token] {
+            subject.push_str(part);
+            subject.push('.');
+        }
+        subject.push_str(op);
         subject
     }
 }
 
-/// Subjects of consecutive events: rows of one table and operation usually
-/// follow each other, so the last table's subject is kept and shared (a
-/// `Subject` clone is a reference count), not built again for every event.
+/// A table's schema and name as they are and as subject tokens (the `Pg-Schema`
+/// and `Pg-Table` headers carry the same tokens).
 #[derive(Debug)]
-pub struct SubjectCache {
+pub struct TableTokens {
+    schema: String,
+    name: String,
+    pub schema_token: String,
+    pub name_token: String,
+}
+
+impl TableTokens {
+    pub fn new(table: &Table) -> Self {
+        TableTokens {
+            schema: table.schema.clone(),
+            name: table.name.clone(),
+            schema_token: token(&table.schema),
+            name_token: token(&table.name),
+        }
+    }
+
+    fn is(&self, table: &Table) -> bool {
+        self.schema == table.schema && self.name == table.name
+    }
+}
+
+/// The subject and table tokens of each event. Rows of one table and
+/// operation usually follow each other, so the last table's tokens and subject
+/// are kept and shared (clones are reference counts) rather than encoded again
+/// for every event.
+#[derive(Debug)]
+pub struct EventNames {
     subjects: Subjects,
-    last: Option<LastSubject>,
+    last: Option<LastTable>,
 }
 
 #[derive(Debug)]
-struct LastSubject {
-    schema: String,
-    name: String,
+struct LastTable {
+    tokens: Arc<TableTokens>,
     op: &'static str,
     subject: async_nats::Subject,
 }
 
-impl SubjectCache {
+impl EventNames {
     pub fn new(subjects: Subjects) -> Self {
-        SubjectCache {
+        EventNames {
             subjects,
             last: None,
         }
     }
 
-    /// The subject of `change` (see [`Subjects::for_change`]).
-    pub fn for_change(&mut self, change: &Change) -> async_nats::Subject {
+    /// The subject of `change` (see [`Subjects::for_change`]) and the tokens
+    /// of its table, if it has one.
+    pub fn for_change(
+        &mut self,
+        change: &Change,
+    ) -> (async_nats::Subject, Option<Arc<TableTokens>>) {
         let Some(table) = change.table() else {
-            return self.subjects.for_change(change).into();
+            return (self.subjects.for_change(change).into(), None);
         };
         let op = change.op();
-        if let Some(last) = &self.last {
-            if last.op == op && last.schema == table.schema && last.name == table.name {
-                return last.subject.clone();
+        let tokens = match &self.last {
+            Some(last) if last.tokens.is(table) => {
+                if last.op == op {
+                    return (last.subject.clone(), Some(last.tokens.clone()));
+                }
+                last.tokens.clone()
             }
-        }
-        let subject: async_nats::Subject = self.subjects.for_change(change).into();
-        self.last = Some(LastSubject {
-            schema: table.schema.clone(),
-            name: table.name.clone(),
+            _ => Arc::new(TableTokens::new(table)),
+        };
+        let subject = async_nats::Subject::from(self.subjects.for_table(&tokens, op));
+        self.last = Some(LastTable {
+            tokens: tokens.clone(),
             op,
             subject: subject.clone(),
         });
-        subject
+        (subject, Some(tokens))
     }
+}
+
+/// `name` as one token.
+fn token(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    push_token(&mut out, name);
+    out
 }
 
 /// Append `name` as one subject token: `.`, `*`, `>`, `%`, whitespace and
@@ -162,14 +208,12 @@ pub fn push_token(out: &mut String, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::change::sample::{customers, row};
-    use crate::change::Table;
-    use std::sync::Arc;
+    use crate::change::sample::{customers, row, tx};
 
     #[test]
     fn the_cache_gives_each_event_the_subject_it_would_get_anyway() {
         let subjects = Subjects::new("cdc").unwrap();
-        let mut cache = SubjectCache::new(subjects.clone());
+        let mut cache = EventNames::new(subjects.clone());
         let mut other = (*customers()).clone();
         other.name = "order items".into();
         let other: Arc<Table> = Arc::new(other);
@@ -188,15 +232,19 @@ mod tests {
             Change::Delete(on(&customers())),
         ];
         for change in &changes {
+            let (subject, tokens) = cache.for_change(change);
+            assert_eq!(subject.as_str(), subjects.for_change(change));
+            let table = change.table().unwrap();
+            let tokens = tokens.expect("a table event has tokens");
             assert_eq!(
-                cache.for_change(change).as_str(),
-                subjects.for_change(change)
+                (tokens.schema.as_str(), tokens.name.as_str()),
+                (table.schema.as_str(), table.name.as_str())
             );
         }
-        assert_eq!(
-            cache.for_change(&changes[3]).as_str(),
-            "cdc.public.order%20items.insert"
-        );
+        let (subject, tokens) = cache.for_change(&changes[3]);
+        assert_eq!(subject.as_str(), "cdc.public.order%20items.insert");
+        assert_eq!(tokens.unwrap().name_token, "order%20items");
+        assert!(cache.for_change(&Change::Begin(tx())).1.is_none());
     }
 
     fn token(name: &str) -> String {
