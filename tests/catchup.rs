@@ -10,6 +10,7 @@ use std::time::Duration;
 use support::daemon::signal;
 use support::nats::TestNats;
 use support::scenario::Scenario;
+use support::wait_until;
 
 const STREAM: &str = "postgres_replication";
 
@@ -103,8 +104,16 @@ fn a_backlog_read_through_sql_is_what_streaming_delivers() {
     );
     drop(daemon);
 
-    assert_eq!(caught_up.len(), reference_lines.len());
-    for (got, want) in caught_up.iter().zip(&reference_lines) {
+    // The server describes a table again whenever its cache entry was
+    // invalidated (an autovacuum ANALYZE, a new decoding session), at moments
+    // that differ between two runs; such repeats are identical and dropped
+    // before comparing. Everything else must match byte for byte.
+    let (got, want) = (
+        without_repeated_relations(&caught_up),
+        without_repeated_relations(&reference_lines),
+    );
+    assert_eq!(got.len(), want.len());
+    for (got, want) in got.iter().zip(&want) {
         assert_eq!(got, want);
     }
     assert_eq!(
@@ -116,23 +125,36 @@ fn a_backlog_read_through_sql_is_what_streaming_delivers() {
     );
 }
 
+/// `lines` without relation events identical to the table's previous one.
+fn without_repeated_relations(lines: &[String]) -> Vec<&str> {
+    let mut last: std::collections::HashMap<String, &str> = Default::default();
+    let mut kept = Vec::with_capacity(lines.len());
+    for line in lines {
+        if line.contains("\"op\":\"relation\"") {
+            let event: serde_json::Value = serde_json::from_str(line).expect("JSON");
+            let id = event["relation_id"].to_string();
+            if last.get(&id) == Some(&line.as_str()) {
+                continue;
+            }
+            last.insert(id, line);
+        }
+        kept.push(line.as_str());
+    }
+    kept
+}
+
 /// Wait until no temporary copy of a slot (made to read ahead) is left in the scenario's database.
 fn wait_for_no_copies(s: &Scenario) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_until(Duration::from_secs(10), || {
         let copies = s.sql(
             "SELECT count(*) FROM pg_replication_slots \
              WHERE slot_name LIKE 'pgoutput\\_stream\\_ahead\\_%' AND database = current_database()",
         );
-        if copies.trim() == "0" {
-            return;
+        match copies.trim() {
+            "0" => Ok(()),
+            left => Err(format!("{left} temporary copies of the slot are left")),
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{copies} temporary copies of the slot are left"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })
 }
 
 #[test]
@@ -185,9 +207,17 @@ fn backlog(transactions: i64) -> (Scenario<'static>, String) {
 #[test]
 fn kill_9_while_catching_up_loses_and_duplicates_nothing() {
     let nats = TestNats::start();
-    // 250,000 rows: three chunks of at most 100,000 messages.
+    // 250,000 rows: several chunks.
     let (s, end) = backlog(250);
-    let args = ["--no-stdout", "--catch-up-threshold", "1"];
+    // Copies re-published minutes after the first store must still be dropped
+    // on a slow machine: a dedup window longer than the test may take.
+    let args = [
+        "--no-stdout",
+        "--catch-up-threshold",
+        "1",
+        "--nats-duplicate-window",
+        "1h",
+    ];
     let daemon = s.spawn(Some(&nats), &args);
     daemon.wait_for_log("catching up through SQL", Duration::from_secs(20));
     // Kill it once part of the backlog is stored, and once more after a chunk was confirmed.
@@ -234,14 +264,14 @@ fn a_standby_waits_while_the_first_instance_catches_up_then_takes_over() {
     drop(first);
     second.wait_for_log("taking over", Duration::from_secs(30));
     s.sql("INSERT INTO t VALUES (0, 'after')");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while nats.message_count_on(STREAM, "postgres.public.t.insert") < 150_001 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the insert after the take-over did not arrive"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(Duration::from_secs(30), || {
+        match nats.message_count_on(STREAM, "postgres.public.t.insert") {
+            150_001.. => Ok(()),
+            n => Err(format!(
+                "{n} inserts: the one after the take-over did not arrive"
+            )),
+        }
+    });
     assert_eq!(
         nats.message_count_on(STREAM, "postgres.public.t.insert"),
         150_001

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use support::daemon::Daemon;
 use support::postgres::shared;
 use support::scenario::Scenario;
+use support::wait_until;
 
 /// A [`Scenario`] on the shared server with a running daemon (stdout only).
 struct Stream {
@@ -311,18 +312,13 @@ fn the_slot_position_follows_durable_transactions_while_streaming() {
     s.sql("INSERT INTO items VALUES (1)");
     let tx = s.daemon().transaction();
     let end = lsn_value(&tx.last().unwrap()["end_lsn"]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_until(Duration::from_secs(10), || {
         let confirmed = lsn_value(&Value::String(s.confirmed_flush_lsn()));
-        if confirmed >= end {
-            break;
+        match confirmed >= end {
+            true => Ok(()),
+            false => Err(format!("slot confirmed {confirmed:X}, not {end:X}")),
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "slot never confirmed {end:X}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
 }
 
 #[test]
@@ -333,18 +329,15 @@ fn a_quiet_publication_does_not_pin_wal_while_other_tables_are_busy() {
     );
     s.sql("INSERT INTO busy SELECT i, repeat('x', 200) FROM generate_series(1, 20000) i");
     let wal_after_busy = lsn_value(&Value::String(s.sql("SELECT pg_current_wal_lsn()")));
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_until(Duration::from_secs(20), || {
         let confirmed = lsn_value(&Value::String(s.confirmed_flush_lsn()));
-        if confirmed >= wal_after_busy {
-            break;
+        match confirmed >= wal_after_busy {
+            true => Ok(()),
+            false => Err(format!(
+                "confirmed {confirmed:X} stayed behind {wal_after_busy:X}: the slot pins WAL"
+            )),
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "confirmed {confirmed:X} stayed behind {wal_after_busy:X}: the slot pins WAL"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
     assert!(
         s.daemon().next_line(Duration::from_millis(200)).is_none(),
         "no event for an unpublished table"
@@ -379,17 +372,12 @@ fn a_closed_stdout_ends_the_run_cleanly_and_what_was_not_written_comes_again() {
     drop(reader); // the reader goes away, as `head` does
 
     s.sql("INSERT INTO items VALUES (2)");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the daemon kept running"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_until(Duration::from_secs(20), || {
+        child
+            .try_wait()
+            .unwrap()
+            .ok_or_else(|| "the daemon kept running".to_owned())
+    });
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     let _ = std::fs::remove_file(&log_path);
     assert_eq!(status.code(), Some(0), "{log}");

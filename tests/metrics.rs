@@ -5,11 +5,12 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::free_port;
 use support::nats::TestNats;
 use support::scenario::Scenario;
+use support::wait_until;
 
 /// GET `path` from `port`: (status code, body).
 fn get(port: u16, path: &str) -> (u16, String) {
@@ -45,11 +46,10 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 }
 
 fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(timeout, || match check() {
+        true => Ok(()),
+        false => Err(format!("no {what}")),
+    })
 }
 
 #[test]

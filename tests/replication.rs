@@ -89,8 +89,12 @@ async fn stream_delivers_begin_inserts_commit_and_keepalives() {
     let db = database_with_slot(pg);
     let mut stream = start_stream(pg, &db).await;
     pg.psql(&db, "INSERT INTO t VALUES (1, 'a'), (2, 'b')");
-    let (kinds, commit_end) = read_transaction(&mut stream).await;
-    assert_eq!(kinds, b"BRIIC".to_vec());
+    let (mut kinds, commit_end) = read_transaction(&mut stream).await;
+    // A relation may come again between the rows after an invalidation (a
+    // concurrent ANALYZE of the table); only the first is required.
+    assert_eq!(kinds[..2], *b"BR");
+    kinds.retain(|&kind| kind != b'R');
+    assert_eq!(kinds, b"BIIC".to_vec());
 
     // Asking for a reply makes the server answer with a keepalive.
     stream

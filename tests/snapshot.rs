@@ -12,6 +12,7 @@ use support::daemon::signal;
 use support::nats::{Stored, TestNats};
 use support::postgres::shared;
 use support::scenario::Scenario;
+use support::wait_until;
 
 const STREAM: &str = "postgres_replication";
 
@@ -56,18 +57,15 @@ fn existing_rows_then_changes_each_exactly_once_with_writes_during_the_snapshot(
     writer.join().unwrap();
     daemon.wait_for_log("Initial snapshot finished", Duration::from_secs(120));
     s.sql("INSERT INTO small VALUES ('marker')");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let stored = loop {
-        let stored = nats.messages(STREAM);
-        if stored.iter().any(|m| m.payload.contains("\"marker\"")) {
-            break stored;
+    // Counted on its subject while waiting (cheap); the whole stream is read once.
+    wait_until(Duration::from_secs(60), || {
+        match nats.message_count_on(STREAM, "postgres.public.small.insert") {
+            0 => Err("the marker did not arrive".to_owned()),
+            _ => Ok(()),
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the marker did not arrive"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    });
+    let stored = nats.messages(STREAM);
+    assert!(stored.iter().any(|m| m.payload.contains("\"marker\"")));
     let ids = ids_by_op(&stored, "t");
     // Every row exactly once: as read if it was there at the consistent point, else as insert.
     for id in 1..=20_300 {
@@ -158,14 +156,12 @@ fn an_interrupted_snapshot_resumes_with_the_tables_not_finished() {
     );
     // Then changes stream.
     s.sql("INSERT INTO a VALUES (1001)");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while nats.message_count_on(STREAM, "postgres.public.a.insert") < 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the insert did not arrive"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(Duration::from_secs(30), || {
+        match nats.message_count_on(STREAM, "postgres.public.a.insert") {
+            0 => Err("the insert did not arrive".to_owned()),
+            _ => Ok(()),
+        }
+    });
 }
 
 /// The daemon with `--snapshot initial` and its state in a file of a temporary directory.

@@ -4,9 +4,12 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use super::wait_until;
 
 /// Path of the binary under test.
 pub fn binary() -> &'static str {
@@ -18,6 +21,8 @@ pub struct Daemon {
     child: Child,
     lines: Receiver<String>,
     stderr: Arc<Mutex<String>>,
+    /// Ends at the end of stderr: joined after the exit, so that all of it is read.
+    stderr_reader: Option<JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -52,7 +57,7 @@ impl Daemon {
         });
         let stderr = Arc::new(Mutex::new(String::new()));
         let sink = stderr.clone();
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             let mut reader = BufReader::new(stderr_pipe);
             let mut chunk = [0u8; 4096];
             while let Ok(n) = reader.read(&mut chunk) {
@@ -68,6 +73,7 @@ impl Daemon {
             child,
             lines,
             stderr,
+            stderr_reader: Some(stderr_reader),
         }
     }
 
@@ -80,18 +86,16 @@ impl Daemon {
         self.stderr.lock().unwrap().clone()
     }
 
-    /// Wait until stderr contains `needle`; panics with the log on timeout or exit.
+    /// Wait until stderr contains `needle`; panics with the log on timeout.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.stderr().contains(needle) {
-                return;
+        wait_until(timeout, || {
+            let log = self.stderr();
+            if log.contains(needle) {
+                Ok(())
+            } else {
+                Err(format!("no {needle:?} in the daemon's log:\n{log}"))
             }
-            if Instant::now() > deadline {
-                panic!("no {needle:?} in the daemon's log:\n{}", self.stderr());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        })
     }
 
     /// The next stdout line, or `None` after `timeout`.
@@ -145,18 +149,24 @@ impl Daemon {
     }
 
     /// Send SIGINT and wait for the exit.
-    pub fn interrupt(mut self) -> (ExitStatus, String) {
+    pub fn interrupt(self) -> (ExitStatus, String) {
         signal(self.child.id(), "INT");
-        let status = wait_with_timeout(&mut self.child, Duration::from_secs(30));
-        // Give the stderr reader a moment to drain.
-        std::thread::sleep(Duration::from_millis(50));
-        (status, self.stderr())
+        self.wait(Duration::from_secs(30))
     }
 
-    /// Wait for the daemon to exit by itself.
+    /// Wait for the daemon to exit by itself; returns its status and all of
+    /// stderr. On timeout the panic drops the `Daemon`, which kills it.
     pub fn wait(mut self, timeout: Duration) -> (ExitStatus, String) {
-        let status = wait_with_timeout(&mut self.child, timeout);
-        std::thread::sleep(Duration::from_millis(50));
+        let child = &mut self.child;
+        let status = wait_until(timeout, || {
+            match child.try_wait().expect("wait for the daemon") {
+                Some(status) => Ok(status),
+                None => Err("the daemon did not exit".to_owned()),
+            }
+        });
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
         (status, self.stderr())
     }
 }
@@ -176,20 +186,6 @@ pub fn signal(pid: u32, name: &str) {
         .status()
         .expect("run kill");
     assert!(status.success(), "kill -{name} {pid} failed");
-}
-
-fn wait_with_timeout(child: &mut Child, timeout: Duration) -> ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for the daemon") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the daemon did not exit within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Run the daemon to completion (for start-up failures): exit code and stderr.

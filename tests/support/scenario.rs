@@ -1,11 +1,12 @@
 //! A database of its own with a publication for all tables, a slot name, and
 //! the daemon's command line for them: the common set-up of end-to-end tests.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::daemon::{run_to_exit, Daemon};
 use super::nats::TestNats;
 use super::postgres::{shared, TestPostgres};
+use super::wait_until;
 
 pub struct Scenario<'pg> {
     pub pg: &'pg TestPostgres,
@@ -116,20 +117,18 @@ impl<'pg> Scenario<'pg> {
     /// Wait until the server has released the slot, and the daemon's SQL
     /// session its advisory lock on it.
     pub fn wait_slot_inactive(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
         let locked = format!(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 \
                AND ((classid::int8 << 32) | objid::int8) = hashtextextended('{}', 0)",
             pgoutput_stream::preflight::slot_lock_key(&self.slot)
         );
-        while self.active_pid().is_some() || self.sql(&locked) != "0" {
-            assert!(
-                Instant::now() < deadline,
-                "slot {} stayed active",
-                self.slot
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(Duration::from_secs(10), || {
+            if self.active_pid().is_none() && self.sql(&locked) == "0" {
+                Ok(())
+            } else {
+                Err(format!("slot {} stayed active", self.slot))
+            }
+        })
     }
 
     /// The current WAL insert position: everything written so far ends before it.
@@ -143,14 +142,12 @@ impl<'pg> Scenario<'pg> {
             "SELECT confirmed_flush_lsn >= '{target}' FROM pg_replication_slots WHERE slot_name = '{}'",
             self.slot
         );
-        let deadline = Instant::now() + timeout;
-        while self.sql(&query) != "t" {
-            assert!(
-                Instant::now() < deadline,
-                "slot {} did not confirm {target}",
-                self.slot
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(timeout, || {
+            if self.sql(&query) == "t" {
+                Ok(())
+            } else {
+                Err(format!("slot {} did not confirm {target}", self.slot))
+            }
+        })
     }
 }
