@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use support::postgres::{PgOptions, TestPostgres};
 use support::scenario::Scenario;
+use support::wait_until;
 
 fn inserted_id(event: &Value) -> Option<i64> {
     (event["op"] == "insert").then(|| event["new"]["id"].as_i64().unwrap())
@@ -31,11 +32,29 @@ fn streamed_transactions_publish_only_what_committed_in_commit_order() {
          INSERT INTO t SELECT g, repeat('b', 100) FROM generate_series(100001, 105000) g;
          ROLLBACK TO SAVEPOINT s;
          INSERT INTO t SELECT g, repeat('c', 100) FROM generate_series(200001, 200010) g;
-         SELECT pg_sleep(2);
+         DO $$ BEGIN
+             FOR i IN 1..1200 LOOP
+                 EXIT WHEN EXISTS (SELECT 1 FROM t WHERE id = 999999);
+                 PERFORM pg_sleep(0.05);
+             END LOOP;
+         END $$;
          COMMIT;";
     std::thread::scope(|scope| {
         let writer = scope.spawn(|| s.sql(big));
-        std::thread::sleep(Duration::from_millis(1000));
+        // The small transaction commits once the large one has written all its
+        // rows and waits for it (sleeping in the loop above).
+        wait_until(Duration::from_secs(60), || {
+            match s
+                .sql(
+                    "SELECT count(*) FROM pg_stat_activity \
+                 WHERE wait_event = 'PgSleep' AND datname = current_database()",
+                )
+                .as_str()
+            {
+                "1" => Ok(()),
+                _ => Err("the large transaction did not get to its wait".to_owned()),
+            }
+        });
         s.sql("INSERT INTO t VALUES (999999, 'small')");
         writer.join().unwrap();
     });
