@@ -215,6 +215,27 @@ fn without_transaction_events_ids_stay_those_of_the_unfiltered_stream() {
 }
 
 #[test]
+fn a_table_renamed_into_the_included_ones_is_published_from_its_next_change() {
+    let s = Scenario::new(
+        "CREATE TABLE other (id int PRIMARY KEY); CREATE TABLE keep_a (id int PRIMARY KEY)",
+    );
+    let daemon = s.start(None, &["--include-tables", "public.keep_*"]);
+    s.sql("INSERT INTO other VALUES (1)");
+    s.sql("INSERT INTO keep_a VALUES (1)");
+    let first = daemon.transaction();
+    assert!(first.iter().any(|e| e["table"] == "keep_a"), "{first:?}");
+    s.sql("ALTER TABLE other RENAME TO keep_b");
+    s.sql("INSERT INTO keep_b VALUES (2)");
+    let renamed = daemon.transaction();
+    let got: Vec<String> = renamed.iter().map(summary).collect();
+    assert_eq!(
+        changes_described_first(&got),
+        ["begin", "insert public.keep_b", "commit"],
+        "{got:?}"
+    );
+}
+
+#[test]
 fn a_bad_glob_is_a_usage_error() {
     let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY)");
     let (code, _, stderr) = s.run_to_exit(None, &["--include-tables", "public.[t"]);

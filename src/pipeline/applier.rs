@@ -118,7 +118,12 @@ impl<'a, O: OutputTarget + ?Sized> Applier<'a, O> {
                     self.held.push((change, seq));
                     self.published = false;
                 }
-                Change::Relation(_) if !self.published => self.held.push((change, seq)),
+                Change::Relation(_) if !self.published => {
+                    // The filter decides a table again at each relation event (after a
+                    // rename it may now be included), before the change that follows it.
+                    self.filter.keeps(&change);
+                    self.held.push((change, seq));
+                }
                 Change::Commit { .. } => {
                     self.held.clear();
                     if self.published && self.filter.transaction_events() {
