@@ -220,6 +220,26 @@ impl Cursor {
         Ok(())
     }
 
+    /// Copy the slot `from` and have the server decode the chunk that starts
+    /// where it is, about `span` bytes of WAL (see [`chunk_end`]); `None` when
+    /// `from` has been read up to `end`. Returns the chunk and its span.
+    async fn next_chunk(
+        &mut self,
+        from: &str,
+        span: u64,
+        end: Lsn,
+        options: &[String],
+    ) -> Result<Option<(Decoded, u64)>, tokio_postgres::Error> {
+        let (start, restart) = self.position(from).await?;
+        if start >= end {
+            return Ok(None);
+        }
+        let (upto, span) = chunk_end(start, restart, span, end);
+        self.copy(from).await?;
+        let decoded = self.decode(upto, options).await?;
+        Ok(Some((decoded, span)))
+    }
+
     /// Have the server decode the copy's next chunk (everything committed
     /// before `upto`), which moves the copy past it; returns once the chunk
     /// is decoded.
@@ -362,13 +382,12 @@ async fn read_ahead(
     let [first, second] = cursors;
     let (mut current, mut next) = (first, second);
     let started = Instant::now();
-    let (start, restart) = current.position(slot).await?;
-    if start >= end {
+    let Some((mut decoded, mut span)) = current
+        .next_chunk(slot, FIRST_CHUNK_WAL, end, options)
+        .await?
+    else {
         return Ok(true);
-    }
-    let (upto, mut span) = chunk_end(start, restart, FIRST_CHUNK_WAL, end);
-    current.copy(slot).await?;
-    let mut decoded = current.decode(upto, options).await?;
+    };
     let mut waited = started.elapsed();
     let mut relations = Relations::default();
     loop {
@@ -381,18 +400,7 @@ async fn read_ahead(
             forwarded
         };
         let source = current.name.as_str();
-        let ahead = async {
-            let (start, restart) = next.position(source).await?;
-            if start >= end {
-                return Ok(None);
-            }
-            let (upto, span) =
-                chunk_end(start, restart, span.saturating_mul(4).min(CHUNK_WAL), end);
-            next.copy(source).await?;
-            next.decode(upto, options)
-                .await
-                .map(|decoded| Some((decoded, span)))
-        };
+        let ahead = next.next_chunk(source, span.saturating_mul(4).min(CHUNK_WAL), end, options);
         let (forwarded, ahead) = tokio::join!(forward, ahead);
         let Some((messages, last)) = forwarded? else {
             return Ok(false);

@@ -247,12 +247,6 @@ mod tests {
         assert!(cache.for_change(&Change::Begin(tx())).1.is_none());
     }
 
-    fn token(name: &str) -> String {
-        let mut out = String::new();
-        push_token(&mut out, name);
-        out
-    }
-
     #[test]
     fn plain_names_are_kept() {
         assert_eq!(token("orders"), "orders");
