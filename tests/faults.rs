@@ -27,16 +27,15 @@ fn inserted_ids(messages: &[Stored]) -> Vec<i64> {
 /// Wait until the stream holds `expected` distinct inserted ids 1..=expected, then
 /// assert that each is there exactly once.
 fn assert_every_row_once(nats: &TestNats, expected: i64, timeout: Duration) {
-    let ids = wait_until(timeout, || {
+    let (ids, distinct) = wait_until(timeout, || {
         let ids = inserted_ids(&nats.messages(STREAM));
         let distinct: BTreeSet<i64> = ids.iter().copied().collect();
         if distinct.len() as i64 >= expected {
-            Ok(ids)
+            Ok((ids, distinct))
         } else {
             Err(format!("{} of {expected} rows arrived", distinct.len()))
         }
     });
-    let distinct: BTreeSet<i64> = ids.iter().copied().collect();
     assert_eq!(ids.len(), distinct.len(), "duplicates in the stream");
     assert_eq!(distinct, (1..=expected).collect(), "unexpected ids");
 }

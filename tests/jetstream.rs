@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::nats::{NatsOptions, Stored, TestNats};
 use support::scenario::Scenario;
+use support::wait_until;
 
 const STREAM: &str = "postgres_replication";
 
@@ -391,14 +392,12 @@ fn a_nats_outage_holds_the_slot_and_loses_nothing() {
         (1..=1200).collect::<Vec<_>>(),
         "every row arrived exactly once"
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while s.confirmed_flush() == held {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the slot did not move again once acked"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(Duration::from_secs(10), || {
+        match s.confirmed_flush() == held {
+            true => Err("the slot did not move again once acked".to_owned()),
+            false => Ok(()),
+        }
+    });
     drop(daemon);
 }
 
