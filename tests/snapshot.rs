@@ -117,6 +117,38 @@ fn existing_rows_then_changes_each_exactly_once_with_writes_during_the_snapshot(
     );
 }
 
+/// Kill -9 a snapshot of `s` once 20,000 messages are stored, `table` (300,000
+/// rows, `id` 1 to 300,000, read in that order) being read; delete ids up to
+/// 10,000 (read before the kill: the new read's rows come at other places);
+/// start again and wait for the snapshot to finish. The daemon, and how many
+/// of `table`'s rows were published before the kill.
+fn resume_after_deleting_rows_read(
+    s: &Scenario,
+    nats: &TestNats,
+    table: &str,
+) -> (support::daemon::Daemon, u64) {
+    let args = ["--snapshot", "initial", "--no-stdout"];
+    let daemon = s.spawn(Some(nats), &args);
+    daemon.wait_for_log(
+        &format!("Snapshot of table started. table=public.{table}"),
+        Duration::from_secs(60),
+    );
+    nats.wait_for_count(STREAM, 20_000, Duration::from_secs(60));
+    signal(daemon.pid(), "KILL");
+    drop(daemon);
+    s.wait_slot_inactive();
+    s.sql(&format!("DELETE FROM {table} WHERE id <= 10000"));
+    let subject = format!("postgres.public.{table}.read");
+    let read_before = nats.message_count_on(STREAM, &subject);
+    assert!(
+        read_before > 10_000 && read_before < 300_000,
+        "{read_before}"
+    );
+    let daemon = s.spawn(Some(nats), &args);
+    daemon.wait_for_log("Initial snapshot finished", Duration::from_secs(180));
+    (daemon, read_before)
+}
+
 #[test]
 fn an_interrupted_snapshot_resumes_with_the_tables_not_finished() {
     let nats = TestNats::start();
@@ -126,19 +158,7 @@ fn an_interrupted_snapshot_resumes_with_the_tables_not_finished() {
          CREATE TABLE b (id int PRIMARY KEY, note text);
          INSERT INTO b SELECT g, repeat('x', 40) FROM generate_series(1, 300000) g",
     );
-    let args = ["--snapshot", "initial", "--no-stdout"];
-    let daemon = s.spawn(Some(&nats), &args);
-    daemon.wait_for_log(
-        "Snapshot of table started. table=public.b",
-        Duration::from_secs(60),
-    );
-    nats.wait_for_count(STREAM, 20_000, Duration::from_secs(60));
-    signal(daemon.pid(), "KILL");
-    drop(daemon);
-    s.wait_slot_inactive();
-
-    let daemon = s.spawn(Some(&nats), &args);
-    daemon.wait_for_log("Initial snapshot finished", Duration::from_secs(180));
+    let (daemon, _) = resume_after_deleting_rows_read(&s, &nats, "b");
     let log = daemon.stderr();
     assert!(log.contains("Resuming the initial snapshot"), "{log}");
     assert!(
@@ -149,19 +169,38 @@ fn an_interrupted_snapshot_resumes_with_the_tables_not_finished() {
         nats.message_count_on(STREAM, "postgres.public.a.read"),
         1000
     );
-    // The same rows in the same order get the same ids: the stream dedups the redone part.
+    // Rows are named by their key: every row once, those read twice dropped by the stream.
     assert_eq!(
         nats.message_count_on(STREAM, "postgres.public.b.read"),
         300_000
     );
-    // Then changes stream.
+    // Then changes stream, from the consistent point: the deletes, then a new row.
     s.sql("INSERT INTO a VALUES (1001)");
-    wait_until(Duration::from_secs(30), || {
-        match nats.message_count_on(STREAM, "postgres.public.a.insert") {
-            0 => Err("the insert did not arrive".to_owned()),
-            _ => Ok(()),
+    wait_until(Duration::from_secs(60), || {
+        let deletes = nats.message_count_on(STREAM, "postgres.public.b.delete");
+        let inserts = nats.message_count_on(STREAM, "postgres.public.a.insert");
+        match (deletes, inserts) {
+            (10_000, 1) => Ok(()),
+            other => Err(format!("(deletes, inserts) = {other:?}")),
         }
     });
+}
+
+#[test]
+fn a_resumed_snapshot_of_a_table_without_key_publishes_it_again_whole() {
+    let nats = TestNats::start();
+    let s = Scenario::new(
+        "CREATE TABLE c (id int, note text);
+         ALTER TABLE c REPLICA IDENTITY FULL;
+         INSERT INTO c SELECT g, repeat('x', 40) FROM generate_series(1, 300000) g",
+    );
+    let (_daemon, read_before) = resume_after_deleting_rows_read(&s, &nats, "c");
+    // Without a key a row is its place in one read: the new read is published
+    // whole next to the old part (duplicates), none of it taken for an old row.
+    assert_eq!(
+        nats.message_count_on(STREAM, "postgres.public.c.read"),
+        read_before + 290_000
+    );
 }
 
 /// The daemon with `--snapshot initial` and its state in a file of a temporary directory.
@@ -263,4 +302,40 @@ fn an_existing_slot_without_a_recorded_snapshot_only_streams() {
     assert_eq!(events.last().unwrap()["new"]["id"], 2);
     assert!(daemon.stderr().contains("no snapshot of it is recorded"));
     assert!(!state.exists());
+}
+
+#[test]
+fn a_slot_created_before_its_snapshot_began_gets_the_snapshot_on_the_next_start() {
+    let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2)");
+    // What a start that died right after creating the slot leaves: the slot,
+    // and the state it saved before creating it (no consistent point yet).
+    let created_at = s.sql(&format!(
+        "SELECT lsn FROM pg_create_logical_replication_slot('{}', 'pgoutput')",
+        s.slot
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let provisional = serde_json::json!({
+        "slot": s.slot, "consistent_point": null, "done": [], "finished": false
+    });
+    std::fs::write(&state, provisional.to_string()).unwrap();
+    let state_arg = state.to_str().unwrap();
+    let daemon = s.start(
+        None,
+        &["--snapshot", "initial", "--snapshot-state-file", state_arg],
+    );
+    daemon.wait_for_log("Initial snapshot finished", Duration::from_secs(30));
+    s.sql("INSERT INTO t VALUES (3)");
+    let events = daemon.events_until(|e| e["op"] == "insert");
+    let ids = |op: &str| -> Vec<i64> {
+        let rows = events.iter().filter(|e| e["op"] == op);
+        rows.map(|e| e["new"]["id"].as_i64().unwrap()).collect()
+    };
+    assert_eq!(ids("read"), [1, 2]);
+    assert_eq!(ids("insert"), [3]);
+    assert!(daemon.stderr().contains("Resuming the initial snapshot"));
+    // The slot's position when it was created is the snapshot's consistent point.
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(saved["consistent_point"], created_at.as_str(), "{saved}");
+    assert_eq!(saved["finished"], true);
 }

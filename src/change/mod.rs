@@ -51,6 +51,11 @@ pub struct Table {
     pub name: String,
     pub replica_identity: ReplicaIdentity,
     pub columns: Vec<Column>,
+    /// The key columns identify a row: the whole primary key or replica
+    /// identity index is among the columns. Known only when the snapshot
+    /// describes the table from the catalog (a relation message does not say;
+    /// false there); snapshot rows are then named by their key.
+    pub key_identifies_row: bool,
 }
 
 /// A column of a [`Table`].

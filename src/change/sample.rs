@@ -40,6 +40,7 @@ pub fn customers() -> Arc<Table> {
             column("name", "text", 25, false),
             column("note", "text", 25, false),
         ],
+        key_identifies_row: false,
     })
 }
 

@@ -46,6 +46,7 @@ impl RelationCache {
             name: relation.name,
             replica_identity: relation.replica_identity,
             columns,
+            key_identifies_row: false,
         });
         self.tables.insert(relation.relation_id, Arc::clone(&table));
         table

@@ -62,6 +62,18 @@ pub(super) async fn run(
         let mut replication = ReplicationConnection::connect(run.info)
             .await
             .map_err(RunError::Replication)?;
+        // Saved before the slot exists: if the process dies before the state
+        // below is saved, the next start finds the slot with a snapshot to take.
+        let mut state = SnapshotState {
+            slot: slot.to_owned(),
+            consistent_point: None,
+            done: Vec::new(),
+            finished: false,
+        };
+        run.store
+            .save(&state)
+            .await
+            .map_err(|e| failed("saving the snapshot state", &e))?;
         let (consistent_point, snapshot) = replication
             .create_slot_exporting_snapshot(slot)
             .await
@@ -71,12 +83,7 @@ pub(super) async fn run(
             slot,
             consistent_point = %consistent_point,
         );
-        let state = SnapshotState {
-            slot: slot.to_owned(),
-            consistent_point: consistent_point.to_string(),
-            done: Vec::new(),
-            finished: false,
-        };
+        state.consistent_point = Some(consistent_point.to_string());
         run.store
             .save(&state)
             .await
@@ -100,12 +107,21 @@ pub(super) async fn run(
             .await
             .map_err(|e| failed("loading the snapshot state", &e))?
         {
-            Some(state) if !state.finished => {
+            Some(mut state) if !state.finished => {
                 info!(
                     message = "Resuming the initial snapshot with the tables not finished; they are read from a new snapshot.",
                     slot,
                     done = state.done.len(),
                 );
+                if state.consistent_point.is_none() {
+                    // The slot was created and nothing read yet: nothing has
+                    // confirmed a position, so the slot is still at its consistent point.
+                    state.consistent_point = Some(checked.confirmed_flush.to_string());
+                    run.store
+                        .save(&state)
+                        .await
+                        .map_err(|e| failed("saving the snapshot state", &e))?;
+                }
                 sql.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                     .await
                     .map_err(|e| failed("starting the snapshot transaction", &e))?;
@@ -123,6 +139,8 @@ pub(super) async fn run(
     };
     let consistent_point: Lsn = state
         .consistent_point
+        .as_deref()
+        .unwrap_or_default()
         .parse()
         .map_err(|e| failed("the snapshot state's consistent point", &e))?;
     let tables = publication_tables(&sql, &run.cli.publication, checked.server_version_num)

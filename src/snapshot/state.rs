@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use async_nats::jetstream::{self, kv};
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
 
 /// The key-value bucket holding one entry per slot.
 pub const BUCKET: &str = "pgoutput_stream_snapshots";
@@ -16,7 +17,9 @@ pub const BUCKET: &str = "pgoutput_stream_snapshots";
 pub struct SnapshotState {
     pub slot: String,
     /// The slot's consistent point, where the snapshot was taken (`16/B374D848`).
-    pub consistent_point: String,
+    /// None while the slot is being created: the state is saved before the
+    /// slot, so that a slot whose snapshot was never begun is known as such.
+    pub consistent_point: Option<String>,
     /// `schema.table` of every table whose rows are all durably published.
     pub done: Vec<String>,
     /// Every table is done: streaming may start.
@@ -98,14 +101,21 @@ impl StateStore {
                     .map_err(|e| StateError::Kv(e.to_string()))?;
             }
             StateStore::File(path) => {
-                // Written whole and renamed, so a crash leaves the old or the new state.
+                // Written whole, synced and renamed, so a crash (of the
+                // process or the machine) leaves the old or the new state.
                 let tmp = path.with_extension("tmp");
                 let io = |source| StateError::File {
                     path: path.clone(),
                     source,
                 };
-                tokio::fs::write(&tmp, &json).await.map_err(io)?;
+                let mut file = tokio::fs::File::create(&tmp).await.map_err(io)?;
+                file.write_all(&json).await.map_err(io)?;
+                file.sync_all().await.map_err(io)?;
                 tokio::fs::rename(&tmp, path).await.map_err(io)?;
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    let dir = tokio::fs::File::open(dir).await.map_err(io)?;
+                    dir.sync_all().await.map_err(io)?;
+                }
             }
         }
         Ok(())
@@ -130,7 +140,7 @@ mod tests {
         assert_eq!(store.load("s").await.unwrap(), None);
         let state = SnapshotState {
             slot: "s".into(),
-            consistent_point: "0/16B3748".into(),
+            consistent_point: Some("0/16B3748".into()),
             done: vec!["public.a".into()],
             finished: false,
         };

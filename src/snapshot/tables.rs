@@ -61,7 +61,8 @@ pub async fn publication_tables(
         let estimate: i64 = row.get(4);
         let published: Option<Vec<String>> = row.get(5);
         let filter: Option<String> = row.get(6);
-        let columns = columns(client, oid, identity.as_str(), published.as_deref()).await?;
+        let (columns, key_identifies_row) =
+            columns(client, oid, identity.as_str(), published.as_deref()).await?;
         let list = columns
             .iter()
             .map(|c| quote_identifier(&c.name))
@@ -86,6 +87,7 @@ pub async fn publication_tables(
                     .and_then(ReplicaIdentity::from_byte)
                     .unwrap_or(ReplicaIdentity::Default),
                 columns,
+                key_identifies_row,
             }),
             copy_sql: format!("COPY ({select}) TO STDOUT"),
             estimate,
@@ -97,13 +99,16 @@ pub async fn publication_tables(
 /// The published columns in order; key columns are those of the replica
 /// identity, as in a relation message. From PostgreSQL 15 on the publication
 /// names them (with generated columns when PostgreSQL 18 publishes those);
-/// before, every column but generated ones.
+/// before, every column but generated ones. With them, whether the key
+/// columns identify a row: the identity is a primary key or an index (unique
+/// and not null) and the publication has all its columns (a column list of an
+/// insert-only publication may leave some out).
 async fn columns(
     client: &Client,
     oid: u32,
     identity: &str,
     published: Option<&[String]>,
-) -> Result<Vec<Column>, tokio_postgres::Error> {
+) -> Result<(Vec<Column>, bool), tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT a.attname::text, a.atttypid, t.typname::text, \
@@ -113,22 +118,34 @@ async fn columns(
                                      WHERE i.indrelid = a.attrelid AND i.indisprimary), '{}')) \
                       WHEN 'i' THEN a.attnum = ANY (coalesce((SELECT i.indkey::int2[] FROM pg_index i \
                                      WHERE i.indrelid = a.attrelid AND i.indisreplident), '{}')) \
-                      ELSE false END \
+                      ELSE false END, \
+                    a.attgenerated <> '' \
              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
              WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped \
-               AND ($3 OR a.attgenerated = '') \
              ORDER BY a.attnum",
-            &[&oid, &identity, &published.is_some()],
+            &[&oid, &identity],
         )
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| Column {
+    let mut keys = 0;
+    let mut columns = Vec::with_capacity(rows.len());
+    for row in rows {
+        let column = Column {
             name: row.get(0),
             type_oid: row.get(1),
             type_name: row.get(2),
             key: row.get(3),
-        })
-        .filter(|c| published.is_none_or(|names| names.contains(&c.name)))
-        .collect())
+        };
+        let generated: bool = row.get(4);
+        keys += usize::from(column.key);
+        let is_published = match published {
+            Some(names) => names.contains(&column.name),
+            None => !generated,
+        };
+        if is_published {
+            columns.push(column);
+        }
+    }
+    let published_keys = columns.iter().filter(|c| c.key).count();
+    let unique = matches!(identity, "d" | "i") && keys > 0 && published_keys == keys;
+    Ok((columns, unique))
 }

@@ -302,6 +302,7 @@ proptest! {
             name: name.clone(),
             replica_identity: ReplicaIdentity::Full,
             columns: oids.iter().zip(&keys).map(|(&oid, &key)| column(&name, &name, oid, key)).collect(),
+            key_identifies_row: false,
         });
         let mut r = row(Some(new), Some((OldKind::Full, old)));
         r.table = table.clone();
@@ -338,6 +339,7 @@ fn five_column_insert_throughput() {
             column("paid", "bool", 16, false),
             column("created_at", "timestamptz", 1184, false),
         ],
+        key_identifies_row: false,
     });
     let mut r = row(
         Some(vec![

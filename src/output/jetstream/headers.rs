@@ -11,17 +11,27 @@
 //! the same place gets the same id, and one that describes it at another place
 //! (e.g. before its first change, as in every new session) a new one.
 //! Non-transactional messages get `<slot>:<lsn>:m`.
+//!
+//! Snapshot rows get `<slot>:<consistent_point>:s<relation id>:<row>`, where
+//! the row is named by its key (`k…` or `h…`) when the table's key identifies
+//! a row: a resumed snapshot reads the table again from a newer snapshot, in
+//! which rows may have moved, gone or come, and a row gets the same id in each
+//! read. Without such a key it is `t<when the read began>:<n>`: the n-th row of
+//! that read, so a resume publishes the table again (duplicates, never a row
+//! taken for another one).
 
 use std::sync::Arc;
 
 use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::HeaderMap;
+use sha2::{Digest, Sha256};
 
 use super::subject::TableTokens;
 use crate::change::json::{into_string, write_lsn, write_uint};
-use crate::change::{time, Change, TxInfo};
+use crate::change::{time, Change, RowChange, TxInfo};
 use crate::lsn::Lsn;
 use crate::output::Seq;
+use crate::pgoutput::message::TupleValue;
 
 const PG_OP: &str = "Pg-Op";
 const PG_SCHEMA: &str = "Pg-Schema";
@@ -151,13 +161,18 @@ impl MessageIds {
                 write_lsn(*lsn, &mut out);
                 out.extend_from_slice(b":m");
             }
-            // The n-th row of the table in the snapshot taken at the consistent point.
             Change::Read(row) => {
                 write_lsn(commit_lsn, &mut out);
                 out.extend_from_slice(b":s");
                 write_uint(u64::from(row.table.relation_id), &mut out);
                 out.push(b':');
-                write_uint(u64::from(index), &mut out);
+                if !write_row_key(row, &mut out) {
+                    // The n-th row of this read (`taken_at`: when the read began).
+                    out.push(b't');
+                    write_uint(row.tx.commit_ts as u64, &mut out);
+                    out.push(b':');
+                    write_uint(u64::from(index), &mut out);
+                }
             }
             _ => {
                 write_lsn(commit_lsn, &mut out);
@@ -168,6 +183,71 @@ impl MessageIds {
         into_string(out)
     }
 }
+
+/// Longest key written as it is into a snapshot row's id; longer ones are hashed.
+const MAX_PLAIN_KEY: usize = 64;
+
+/// A snapshot row's key when its table's key identifies a row: `k<values>`
+/// (joined with `,`) when each is short and made of letters, digits, `-`, `_`
+/// and `.`, else `h<hash>`, 128 bits of the SHA-256 of the values. False, and
+/// nothing written, when the key does not identify the row.
+fn write_row_key(row: &RowChange, out: &mut Vec<u8>) -> bool {
+    let Some(values) = &row.new else {
+        return false;
+    };
+    if !row.table.key_identifies_row {
+        return false;
+    }
+    let key = || {
+        row.table
+            .columns
+            .iter()
+            .zip(values)
+            .filter(|(column, _)| column.key)
+            .map(|(_, value)| value)
+    };
+    let plain_byte = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    let mut plain_len = 0;
+    let mut plain = true;
+    for value in key() {
+        match value {
+            TupleValue::Text(bytes) if bytes.iter().all(plain_byte) => plain_len += bytes.len() + 1,
+            TupleValue::Text(_) | TupleValue::Null => plain = false,
+            TupleValue::UnchangedToast => return false,
+        }
+    }
+    if plain && plain_len <= MAX_PLAIN_KEY + 1 {
+        out.push(b'k');
+        for (i, value) in key().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            if let TupleValue::Text(bytes) = value {
+                out.extend_from_slice(bytes);
+            }
+        }
+    } else {
+        let mut hash = Sha256::new();
+        for value in key() {
+            match value {
+                TupleValue::Text(bytes) => {
+                    hash.update([b't']);
+                    hash.update((bytes.len() as u64).to_be_bytes());
+                    hash.update(bytes);
+                }
+                _ => hash.update([b'n']),
+            }
+        }
+        out.push(b'h');
+        for byte in &hash.finalize()[..16] {
+            out.push(HEX[usize::from(byte >> 4)]);
+            out.push(HEX[usize::from(byte & 0xF)]);
+        }
+    }
+    true
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// The WAL position of the event itself.
 pub fn event_lsn(change: &Change) -> Option<Lsn> {
@@ -195,7 +275,8 @@ fn tx_of(change: &Change) -> Option<&TxInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::change::sample::{customers, row, tx};
+    use crate::change::sample::{customers, row, text, tx};
+    use crate::change::Table;
     use crate::output::SeqCounter;
 
     /// The headers as the server receives them: (name, value) in wire order.
@@ -296,5 +377,79 @@ mod tests {
             get("Pg-Commit-Ts").as_deref(),
             Some("2024-02-29T13:14:15.123456Z")
         );
+    }
+
+    /// A snapshot row of `table` with `new`, read by the attempt begun at `taken_at`.
+    fn read(table: Table, new: Vec<TupleValue>, taken_at: i64) -> Change {
+        let mut r = row(Some(new), None);
+        r.table = Arc::new(table);
+        r.tx.commit_ts = taken_at;
+        Change::Read(r)
+    }
+
+    fn read_id(change: &Change, n: u32) -> String {
+        let seq = Seq {
+            commit_lsn: Lsn(0x16B_3748),
+            index: n,
+        };
+        wire(&MessageIds::new("shop").headers(change, seq))
+            .swap_remove(0)
+            .1
+    }
+
+    fn keyed() -> Table {
+        let mut table = (*customers()).clone();
+        table.key_identifies_row = true;
+        table
+    }
+
+    #[test]
+    fn snapshot_rows_with_an_identifying_key_are_named_by_it_in_every_read() {
+        let a = read(keyed(), vec![text("42"), text("Ann"), text("x")], 1_000);
+        // Another read (a resume), where the row came at another place with other values.
+        let again = read(keyed(), vec![text("42"), text("Anne"), text("y")], 2_000);
+        assert_eq!(read_id(&a, 7), "shop:0/16B3748:s16384:k42");
+        assert_eq!(read_id(&again, 3), read_id(&a, 7));
+        assert_eq!(
+            read_id(
+                &read(keyed(), vec![text("43"), text("Ann"), text("x")], 1_000),
+                7
+            ),
+            "shop:0/16B3748:s16384:k43"
+        );
+
+        // Several key columns, joined.
+        let mut two = keyed();
+        two.columns[1].key = true;
+        let row = read(two.clone(), vec![text("7"), text("b-2_x.y"), text("")], 1);
+        assert_eq!(read_id(&row, 0), "shop:0/16B3748:s16384:k7,b-2_x.y");
+
+        // Values that are not plain, or too long, are hashed; distinct keys stay distinct.
+        let hashed =
+            |a: &str, b: &str| read_id(&read(two.clone(), vec![text(a), text(b), text("")], 1), 0);
+        let comma = hashed("1,2", "3");
+        assert!(comma.starts_with("shop:0/16B3748:s16384:h"), "{comma}");
+        assert_eq!(comma.len(), "shop:0/16B3748:s16384:h".len() + 32);
+        assert_ne!(comma, hashed("1", "2,3"));
+        assert_eq!(comma, hashed("1,2", "3"));
+        let long = "9".repeat(70);
+        assert!(hashed(&long, "1").contains(":h"));
+        assert!(hashed("a b", "1").contains(":h"));
+        assert!(hashed(&"9".repeat(60), "1").contains(":k"));
+    }
+
+    #[test]
+    fn snapshot_rows_without_an_identifying_key_are_named_by_their_place_in_the_read() {
+        // A key that may not identify the row (REPLICA IDENTITY FULL, part of an index published, no key).
+        let table = (*customers()).clone();
+        let first = read(
+            table.clone(),
+            vec![text("42"), text("Ann"), text("x")],
+            1_000,
+        );
+        assert_eq!(read_id(&first, 7), "shop:0/16B3748:s16384:t1000:7");
+        // A resume reads from a new snapshot: its rows get other ids, never those of the first read.
+        let resumed = read(table, vec![text("42"), text("Ann"), text("x")], 2_000);
+        assert_eq!(read_id(&resumed, 7), "shop:0/16B3748:s16384:t2000:7");
     }
 }
