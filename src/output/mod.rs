@@ -37,7 +37,7 @@ pub struct Event<'a> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Seq {
     pub commit_lsn: Lsn,
-    pub index: u32,
+    pub index: u64,
 }
 
 /// Numbers the events of the stream; see [`Seq`].

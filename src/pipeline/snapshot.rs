@@ -259,7 +259,7 @@ async fn read_table<O: OutputTarget + ?Sized>(
                 new: Some(tuple),
                 old: None,
             });
-            applier.publish_row(&change, seq(rows as u32)).await?;
+            applier.publish_row(&change, seq(rows)).await?;
             rows += 1;
         }
         match &bar {

@@ -149,7 +149,7 @@ impl MessageIds {
             Change::Relation(table) => {
                 write_lsn(commit_lsn, &mut out);
                 out.push(b':');
-                write_uint(u64::from(index), &mut out);
+                write_uint(index, &mut out);
                 out.push(b'r');
                 write_uint(u64::from(table.relation_id), &mut out);
             }
@@ -171,13 +171,13 @@ impl MessageIds {
                     out.push(b't');
                     write_uint(row.tx.commit_ts as u64, &mut out);
                     out.push(b':');
-                    write_uint(u64::from(index), &mut out);
+                    write_uint(index, &mut out);
                 }
             }
             _ => {
                 write_lsn(commit_lsn, &mut out);
                 out.push(b':');
-                write_uint(u64::from(index), &mut out);
+                write_uint(index, &mut out);
             }
         }
         into_string(out)
@@ -387,7 +387,7 @@ mod tests {
         Change::Read(r)
     }
 
-    fn read_id(change: &Change, n: u32) -> String {
+    fn read_id(change: &Change, n: u64) -> String {
         let seq = Seq {
             commit_lsn: Lsn(0x16B_3748),
             index: n,

@@ -162,23 +162,37 @@ impl Window {
     }
 }
 
-/// Stored, or why not.
+/// Stored, or why not: only a JetStream publish acknowledgement (a stream and
+/// a sequence, no error) counts as stored.
 fn ack_state(message: &Message) -> AckState {
-    if let Some(status) = message.status {
-        if status.is_success() {
-            return AckState::Stored;
-        }
+    if let Some(status) = message.status.filter(|status| !status.is_success()) {
         let why = message
             .description
             .clone()
             .unwrap_or_else(|| format!("status {status}"));
         return AckState::Failed(why);
     }
-    // `{"stream":"…","seq":…}` or `{"error":{"code":…,"description":"…"}}`.
-    if message.payload.starts_with(b"{\"error\"") || !message.payload.starts_with(b"{") {
-        return AckState::Failed(String::from_utf8_lossy(&message.payload).into_owned());
+    let payload = &message.payload[..];
+    let has = |needle: &[u8]| payload.windows(needle.len()).any(|w| w == needle);
+    // As nats-server writes it: `{"stream":"…","seq":…[,"duplicate":true]}`.
+    if payload.starts_with(b"{\"stream\":") && has(b"\"seq\":") && !has(b"\"error\"") {
+        return AckState::Stored;
     }
-    AckState::Stored
+    // Anything else is read in full: `{"error":{"code":…,"description":"…"}}`, or not an ack.
+    #[derive(serde::Deserialize)]
+    struct Reply {
+        error: Option<serde_json::Value>,
+        stream: Option<String>,
+        seq: Option<u64>,
+    }
+    match serde_json::from_slice::<Reply>(payload) {
+        Ok(Reply {
+            error: None,
+            stream: Some(_),
+            seq: Some(_),
+        }) => AckState::Stored,
+        _ => AckState::Failed(String::from_utf8_lossy(payload).into_owned()),
+    }
 }
 
 /// Run until the sender side is dropped and every queued event is acknowledged.
@@ -437,6 +451,23 @@ mod tests {
         let no_responders = ack(2, b"", Some(503));
         assert!(matches!(w.acked(&no_responders), Some(AckState::Failed(_))));
         assert_eq!(w.settle(), None);
+        // Only an acknowledgement with a stream and a sequence is one.
+        let stored = |payload: &'static [u8]| ack_state(&ack(1, payload, None)) == AckState::Stored;
+        assert!(stored(b"{\"stream\":\"s\",\"seq\":7}"));
+        assert!(stored(b"{\"stream\":\"s\",\"domain\":\"hub\",\"seq\":7}"));
+        assert!(stored(b"{\"seq\":7,\"stream\":\"s\"}"));
+        assert!(!stored(b"{}"));
+        assert!(!stored(b"{\"stream\":\"s\"}"));
+        assert!(!stored(
+            b"{\"stream\":\"s\",\"seq\":7,\"error\":{\"code\":500}}"
+        ));
+        assert!(!stored(
+            b"{\"type\":\"io.nats.jetstream.api.v1.consumer_info\"}"
+        ));
+        assert!(!stored(b"{\"stream\""));
+        assert!(!stored(b"+OK"));
+        assert!(!stored(b""));
+        assert_ne!(ack_state(&ack(1, b"", Some(200))), AckState::Stored);
         // An event without its ack times out.
         let w = window(1);
         assert!(w.front_failed(Instant::now()).is_none());
