@@ -6,6 +6,7 @@ mod support;
 use serde_json::{json, Value};
 use support::daemon::Daemon;
 use support::postgres::shared;
+use support::scenario::Scenario;
 
 /// One database and daemon per test; each call makes a table of its own.
 struct Values {
@@ -229,4 +230,42 @@ fn other_types_are_their_exact_postgres_text() {
         [json!("line\nbreak \"quoted\" \\")]
     );
     assert_eq!(v.roundtrip("varchar(5)", &["'abc'"]), [json!("abc")]);
+}
+
+#[test]
+fn values_read_and_streamed_are_exact_whatever_the_database_settings() {
+    // Output settings a database (or role) may carry: floats cut to 12 digits,
+    // bytea escaped, dates day-first, intervals in SQL form.
+    let s = Scenario::new(
+        "CREATE TABLE t (id int PRIMARY KEY, f float8, b bytea, at timestamp, span interval)",
+    );
+    for setting in [
+        "extra_float_digits = -3",
+        "bytea_output = 'escape'",
+        "DateStyle = 'SQL, DMY'",
+        "IntervalStyle = 'sql_standard'",
+    ] {
+        s.sql(&format!("ALTER DATABASE \"{}\" SET {setting}", s.db));
+    }
+    let row = "0.1::float8 + 0.2, '\\xdeadbeef', '2024-02-29 13:14:15', '1 day 02:03:04'";
+    s.sql(&format!("INSERT INTO t VALUES (1, {row})"));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let state = state.to_str().unwrap();
+    let daemon = s.start(
+        None,
+        &["--snapshot", "initial", "--snapshot-state-file", state],
+    );
+    s.sql(&format!("INSERT INTO t VALUES (2, {row})"));
+    let events = daemon.events_until(|e| e["op"] == "insert");
+    let rows: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["op"] == "read" || e["op"] == "insert")
+        .map(|e| &e["new"])
+        .collect();
+    let exact = |id: i64| {
+        json!({"id": id, "f": 0.30000000000000004, "b": "\\xdeadbeef",
+               "at": "2024-02-29 13:14:15", "span": "1 day 02:03:04"})
+    };
+    assert_eq!(rows, [&exact(1), &exact(2)]);
 }

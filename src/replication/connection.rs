@@ -191,6 +191,18 @@ pub(crate) fn start_replication_command(
     command
 }
 
+/// How the server writes values as text, set on every session that reads rows
+/// (this one and the SQL sessions of catch-up and snapshot) whatever the
+/// server's, database's or role's defaults: a value reads the same whichever
+/// session wrote it, --format debezium can parse it, and text is exact (floats
+/// with all their digits, so no two values print alike and share a message id).
+pub const OUTPUT_SETTINGS: [(&str, &str); 4] = [
+    ("DateStyle", "ISO"),
+    ("IntervalStyle", "postgres"),
+    ("extra_float_digits", "3"),
+    ("bytea_output", "hex"),
+];
+
 async fn startup(wire: &mut Wire, info: &ConnInfo) -> Result<(), ReplicationError> {
     let params = [
         ("user", info.user.as_str()),
@@ -198,13 +210,10 @@ async fn startup(wire: &mut Wire, info: &ConnInfo) -> Result<(), ReplicationErro
         ("replication", "database"),
         ("application_name", info.application_name.as_str()),
         ("client_encoding", "UTF8"),
-        // Dates and times in ISO form whatever the server's default (values are
-        // sent in text form and parsed for --format debezium); the SQL session
-        // that catches up sets the same.
-        ("DateStyle", "ISO"),
     ];
     wire.write_buf.clear();
-    frontend::startup_message(params.iter().copied(), &mut wire.write_buf)?;
+    let params = params.into_iter().chain(OUTPUT_SETTINGS);
+    frontend::startup_message(params, &mut wire.write_buf)?;
     wire.flush_write_buf().await
 }
 

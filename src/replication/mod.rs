@@ -11,6 +11,6 @@ mod stream;
 pub(crate) mod tls;
 mod wire;
 
-pub use connection::{quote_identifier, ReplicationConnection, SystemInfo};
+pub use connection::{quote_identifier, ReplicationConnection, SystemInfo, OUTPUT_SETTINGS};
 pub use error::ReplicationError;
 pub use stream::{ReplicationMessage, ReplicationStream};

@@ -11,6 +11,11 @@ pub type ConnectError = ReplicationError;
 
 /// Connects with tokio-postgres and spawns its connection task; TLS per `sslmode`.
 pub async fn connect_sql(info: &ConnInfo) -> Result<tokio_postgres::Client, ConnectError> {
+    let options: Vec<String> = crate::replication::OUTPUT_SETTINGS
+        .iter()
+        .map(|(name, value)| format!("-c {name}={value}"))
+        .collect();
+    let options = options.join(" ");
     let mut config = tokio_postgres::Config::new();
     config
         .host(&info.host)
@@ -18,8 +23,8 @@ pub async fn connect_sql(info: &ConnInfo) -> Result<tokio_postgres::Client, Conn
         .user(&info.user)
         .dbname(&info.dbname)
         .application_name(&info.application_name)
-        // As the replication connection: values in catch-up chunks are formatted the same.
-        .options("-c DateStyle=ISO");
+        // As the replication connection: values read here are formatted the same.
+        .options(&options);
     if let Some(password) = &info.password {
         config.password(password);
     }
