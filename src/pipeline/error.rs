@@ -31,13 +31,16 @@ pub enum RunError {
     StreamEnded,
     #[error("initial snapshot: {0}")]
     Snapshot(String),
+    /// A snapshot state that cannot belong to the slot as it is.
+    #[error("initial snapshot: {0}")]
+    SnapshotStateMismatch(String),
 }
 
 impl RunError {
     /// 2 for usage and configuration errors, 1 for runtime failures.
     pub fn exit_code(&self) -> u8 {
         let configuration = match self {
-            RunError::Usage(_) | RunError::ConnInfo(_) => true,
+            RunError::Usage(_) | RunError::ConnInfo(_) | RunError::SnapshotStateMismatch(_) => true,
             RunError::Preflight(err) => err.is_configuration(),
             RunError::JetStream(err) => err.is_configuration(),
             RunError::Connect(err) => err.is_configuration(),

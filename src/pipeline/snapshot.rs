@@ -113,14 +113,30 @@ pub(super) async fn run(
                     slot,
                     done = state.done.len(),
                 );
-                if state.consistent_point.is_none() {
-                    // The slot was created and nothing read yet: nothing has
-                    // confirmed a position, so the slot is still at its consistent point.
-                    state.consistent_point = Some(checked.confirmed_flush.to_string());
-                    run.store
-                        .save(&state)
-                        .await
-                        .map_err(|e| failed("saving the snapshot state", &e))?;
+                match &state.consistent_point {
+                    None => {
+                        // The slot was created and nothing read yet: nothing has
+                        // confirmed a position, so the slot is still at its consistent point.
+                        state.consistent_point = Some(checked.confirmed_flush.to_string());
+                        run.store
+                            .save(&state)
+                            .await
+                            .map_err(|e| failed("saving the snapshot state", &e))?;
+                    }
+                    // Nothing moves the slot before its snapshot is finished:
+                    // elsewhere it is another slot (dropped and created again)
+                    // or was moved by hand, and the changes between the two
+                    // positions are not in the tables already read.
+                    Some(saved) if saved.parse::<Lsn>().ok() != Some(checked.confirmed_flush) => {
+                        return Err(RunError::SnapshotStateMismatch(format!(
+                            "the unfinished snapshot recorded for slot {slot} started at {saved}, \
+                             but the slot is at {} (created again or moved since); to take the \
+                             snapshot again, drop the slot and delete the state ({})",
+                            checked.confirmed_flush,
+                            run.store.describe(slot)
+                        )));
+                    }
+                    Some(_) => {}
                 }
                 sql.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                     .await

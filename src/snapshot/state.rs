@@ -3,7 +3,7 @@
 //! key per slot) when the JetStream output is on, otherwise the file named by
 //! `--snapshot-state-file`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use async_nats::jetstream::{self, kv};
 use serde::{Deserialize, Serialize};
@@ -110,18 +110,23 @@ impl StateStore {
                 };
                 let mut file = tokio::fs::File::create(&tmp).await.map_err(io)?;
                 file.write_all(&json).await.map_err(io)?;
+                // flush reports a failed write, which sync_all would not.
+                file.flush().await.map_err(io)?;
                 file.sync_all().await.map_err(io)?;
                 tokio::fs::rename(&tmp, path).await.map_err(io)?;
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    let dir = tokio::fs::File::open(dir).await.map_err(io)?;
-                    dir.sync_all().await.map_err(io)?;
-                }
+                let dir = match path.parent() {
+                    Some(dir) if !dir.as_os_str().is_empty() => dir,
+                    _ => Path::new("."),
+                };
+                let dir = tokio::fs::File::open(dir).await.map_err(io)?;
+                dir.sync_all().await.map_err(io)?;
             }
         }
         Ok(())
     }
 
-    fn describe(&self, slot: &str) -> String {
+    /// Where the state of `slot` is kept: `bucket/key` or the file's path.
+    pub fn describe(&self, slot: &str) -> String {
         match self {
             StateStore::Kv(_) => format!("{BUCKET}/{slot}"),
             StateStore::File(path) => path.display().to_string(),

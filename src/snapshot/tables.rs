@@ -13,7 +13,9 @@ use crate::replication::quote_identifier;
 #[derive(Debug, Clone)]
 pub struct SnapshotTable {
     pub table: Arc<Table>,
-    /// `COPY (SELECT <columns> FROM <table> [WHERE <row filter>]) TO STDOUT`.
+    /// `COPY (SELECT <columns> FROM [ONLY] <table> [WHERE <row filter>]) TO STDOUT`:
+    /// `ONLY` but for a partitioned table, whose partitions' rows are read
+    /// through it.
     pub copy_sql: String,
     /// `pg_class.reltuples`: the planner's row estimate (-1 when never analysed).
     pub estimate: i64,
@@ -42,7 +44,7 @@ pub async fn publication_tables(
         .query(
             &format!(
                 "SELECT pt.schemaname::text, pt.tablename::text, c.oid, c.relreplident::text, \
-                        c.reltuples::int8, {attnames}::text[], {rowfilter} \
+                        c.reltuples::int8, {attnames}::text[], {rowfilter}, c.relkind = 'p' \
                  FROM pg_publication_tables pt \
                  JOIN pg_namespace n ON n.nspname = pt.schemaname \
                  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename \
@@ -61,6 +63,9 @@ pub async fn publication_tables(
         let estimate: i64 = row.get(4);
         let published: Option<Vec<String>> = row.get(5);
         let filter: Option<String> = row.get(6);
+        // A partitioned table is listed (publish_via_partition_root) in place
+        // of its partitions and holds no rows itself: its rows are theirs.
+        let partitioned: bool = row.get(7);
         let (columns, key_identifies_row) =
             columns(client, oid, identity.as_str(), published.as_deref()).await?;
         let list = columns
@@ -69,7 +74,8 @@ pub async fn publication_tables(
             .collect::<Vec<_>>()
             .join(", ");
         let mut select = format!(
-            "SELECT {list} FROM ONLY {}.{}",
+            "SELECT {list} FROM {}{}.{}",
+            if partitioned { "" } else { "ONLY " },
             quote_identifier(&schema),
             quote_identifier(&name)
         );
