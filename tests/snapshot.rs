@@ -398,3 +398,40 @@ fn an_unfinished_snapshot_of_another_slot_of_that_name_is_refused() {
     assert!(stdout.is_empty(), "nothing read: {stdout}");
     assert_eq!(std::fs::read_to_string(&state).unwrap(), stale);
 }
+
+#[test]
+fn the_snapshot_describes_each_table_as_the_stream_does() {
+    // What pgoutput leaves out of a relation message's key (INCLUDE columns,
+    // a deferrable primary key) or of its columns (generated ones).
+    let s = Scenario::new(
+        "CREATE TABLE g (id int, code int, note text, twice int GENERATED ALWAYS AS (code * 2) STORED,
+                         PRIMARY KEY (id) INCLUDE (note));
+         CREATE TABLE d (id int PRIMARY KEY DEFERRABLE, v text);
+         INSERT INTO g VALUES (1, 1, 'a'); INSERT INTO d VALUES (1, 'a')",
+    );
+    let (daemon, _dir, _state) = start_with_state_file(&s, &[]);
+    daemon.wait_for_log("Initial snapshot finished", Duration::from_secs(30));
+    s.sql("BEGIN; INSERT INTO g VALUES (2, 2, 'b'); INSERT INTO d VALUES (2, 'b'); COMMIT");
+    let events = daemon.events_until(|e| e["op"] == "insert" && e["table"] == "d");
+    for table in ["g", "d"] {
+        let of = |op: &str| -> Vec<&serde_json::Value> {
+            let all = events.iter().filter(|e| e["table"] == table);
+            all.filter(|e| e["op"] == op).collect()
+        };
+        let relations = of("relation");
+        assert_eq!(relations.len(), 2, "{table}: snapshot's and stream's");
+        let described =
+            |e: &serde_json::Value| (e["replica_identity"].clone(), e["columns"].clone());
+        assert_eq!(described(relations[0]), described(relations[1]), "{table}");
+        let names = |e: &serde_json::Value| -> Vec<String> {
+            e["new"].as_object().unwrap().keys().cloned().collect()
+        };
+        let (read, insert) = (of("read"), of("insert"));
+        assert_eq!(names(read[0]), names(insert[0]), "{table}");
+        assert_eq!(
+            read[0]["key"].as_object().map(|k| k.len()),
+            insert[0]["key"].as_object().map(|k| k.len()),
+            "{table}"
+        );
+    }
+}

@@ -66,8 +66,14 @@ pub async fn publication_tables(
         // A partitioned table is listed (publish_via_partition_root) in place
         // of its partitions and holds no rows itself: its rows are theirs.
         let partitioned: bool = row.get(7);
-        let (columns, key_identifies_row) =
-            columns(client, oid, identity.as_str(), published.as_deref()).await?;
+        let (columns, key_identifies_row) = columns(
+            client,
+            oid,
+            identity.as_str(),
+            published.as_deref(),
+            server_version_num,
+        )
+        .await?;
         let list = columns
             .iter()
             .map(|c| quote_identifier(&c.name))
@@ -103,27 +109,32 @@ pub async fn publication_tables(
 }
 
 /// The published columns in order; key columns are those of the replica
-/// identity, as in a relation message. From PostgreSQL 15 on the publication
-/// names them (with generated columns when PostgreSQL 18 publishes those);
-/// before, every column but generated ones. With them, whether the key
-/// columns identify a row: the identity is a primary key or an index (unique
-/// and not null) and the publication has all its columns (a column list of an
-/// insert-only publication may leave some out).
+/// identity, as in a relation message: the key columns of the primary key
+/// (not deferrable, else the table has no identity) or of the identity index,
+/// not their INCLUDE columns. From PostgreSQL 15 on the publication names the
+/// columns, but before 18 pgoutput never sends generated ones even where it
+/// names them; before 15, every column but generated ones. With them, whether
+/// the key columns identify a row: the identity is a primary key or an index
+/// (unique and not null) and the publication has all its columns (a column
+/// list of an insert-only publication may leave some out).
 async fn columns(
     client: &Client,
     oid: u32,
     identity: &str,
     published: Option<&[String]>,
+    server_version_num: u32,
 ) -> Result<(Vec<Column>, bool), tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT a.attname::text, a.atttypid, t.typname::text, \
                     CASE $2 \
                       WHEN 'f' THEN true \
-                      WHEN 'd' THEN a.attnum = ANY (coalesce((SELECT i.indkey::int2[] FROM pg_index i \
-                                     WHERE i.indrelid = a.attrelid AND i.indisprimary), '{}')) \
-                      WHEN 'i' THEN a.attnum = ANY (coalesce((SELECT i.indkey::int2[] FROM pg_index i \
-                                     WHERE i.indrelid = a.attrelid AND i.indisreplident), '{}')) \
+                      WHEN 'd' THEN a.attnum = ANY (coalesce((SELECT (i.indkey::int2[])[0:i.indnkeyatts - 1] \
+                                     FROM pg_index i WHERE i.indrelid = a.attrelid \
+                                     AND i.indisprimary AND i.indimmediate), '{}')) \
+                      WHEN 'i' THEN a.attnum = ANY (coalesce((SELECT (i.indkey::int2[])[0:i.indnkeyatts - 1] \
+                                     FROM pg_index i WHERE i.indrelid = a.attrelid \
+                                     AND i.indisreplident), '{}')) \
                       ELSE false END, \
                     a.attgenerated <> '' \
              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
@@ -144,7 +155,9 @@ async fn columns(
         let generated: bool = row.get(4);
         keys += usize::from(column.key);
         let is_published = match published {
-            Some(names) => names.contains(&column.name),
+            Some(names) => {
+                names.contains(&column.name) && (!generated || server_version_num >= 180_000)
+            }
             None => !generated,
         };
         if is_published {
