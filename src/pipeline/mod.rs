@@ -89,7 +89,7 @@ pub async fn run(cli: Cli, mut shutdown: Shutdown) -> Result<Stop, RunError> {
     if cli.snapshot == SnapshotMode::Initial {
         let store = match (nats, &cli.snapshot_state_file) {
             (_, Some(path)) => StateStore::File(path.clone()),
-            (Some(client), None) => StateStore::kv(client)
+            (Some(client), None) => StateStore::kv(client, cli.nats.replicas)
                 .await
                 .map_err(|e| RunError::Snapshot(e.to_string()))?,
             (None, None) => unreachable!("checked above"),

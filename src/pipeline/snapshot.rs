@@ -74,10 +74,16 @@ pub(super) async fn run(
             .save(&state)
             .await
             .map_err(|e| failed("saving the snapshot state", &e))?;
-        let (consistent_point, snapshot) = replication
-            .create_slot_exporting_snapshot(slot)
-            .await
-            .map_err(RunError::Replication)?;
+        let (consistent_point, snapshot) =
+            match replication.create_slot_exporting_snapshot(slot).await {
+                Ok(created) => created,
+                Err(err) => {
+                    // No slot, no snapshot to take: a slot created later
+                    // otherwise must not be taken for this one.
+                    run.store.delete(slot).await;
+                    return Err(RunError::Replication(err));
+                }
+            };
         info!(
             message = "Created replication slot with an exported snapshot.",
             slot,
@@ -108,15 +114,14 @@ pub(super) async fn run(
             .map_err(|e| failed("loading the snapshot state", &e))?
         {
             Some(mut state) if !state.finished => {
-                info!(
-                    message = "Resuming the initial snapshot with the tables not finished; they are read from a new snapshot.",
-                    slot,
-                    done = state.done.len(),
-                );
                 match &state.consistent_point {
                     None => {
                         // The slot was created and nothing read yet: nothing has
                         // confirmed a position, so the slot is still at its consistent point.
+                        info!(
+                            message = "Taking the initial snapshot of a slot whose start stopped before reading.",
+                            slot,
+                        );
                         state.consistent_point = Some(checked.confirmed_flush.to_string());
                         run.store
                             .save(&state)
@@ -136,7 +141,11 @@ pub(super) async fn run(
                             run.store.describe(slot)
                         )));
                     }
-                    Some(_) => {}
+                    Some(_) => info!(
+                        message = "Resuming the initial snapshot with the tables not finished; they are read from a new snapshot.",
+                        slot,
+                        done = state.done.len(),
+                    ),
                 }
                 sql.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                     .await

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use async_nats::jetstream::{self, kv};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
+use tracing::{debug, warn};
 
 /// The key-value bucket holding one entry per slot.
 pub const BUCKET: &str = "pgoutput_stream_snapshots";
@@ -47,17 +48,32 @@ pub enum StateStore {
 }
 
 impl StateStore {
-    /// The bucket on this NATS connection, created when missing.
-    pub async fn kv(client: async_nats::Client) -> Result<Self, StateError> {
+    /// The bucket on this NATS connection, created when missing with
+    /// `replicas` (those of the event stream: the state is worth as much as
+    /// the events). An existing bucket with fewer is used with a warning.
+    pub async fn kv(client: async_nats::Client, replicas: u8) -> Result<Self, StateError> {
         let js = jetstream::new(client);
         let store = match js.get_key_value(BUCKET).await {
-            Ok(store) => store,
+            Ok(store) => {
+                let has = store.status().await.ok();
+                let has = has.map(|s| s.info.config.num_replicas.max(1));
+                if let Some(has) = has.filter(|&has| has < usize::from(replicas)) {
+                    warn!(
+                        message = "The snapshot state bucket has fewer replicas than --nats-replicas; losing it mid-snapshot skips the tables not read yet.",
+                        bucket = BUCKET,
+                        replicas = has,
+                        wanted = replicas,
+                    );
+                }
+                store
+            }
             Err(_) => js
                 .create_key_value(kv::Config {
                     bucket: BUCKET.to_owned(),
                     description: "pgoutput-stream initial snapshot progress, one key per slot"
                         .to_owned(),
                     history: 1,
+                    num_replicas: usize::from(replicas),
                     ..Default::default()
                 })
                 .await
@@ -118,11 +134,28 @@ impl StateStore {
                     Some(dir) if !dir.as_os_str().is_empty() => dir,
                     _ => Path::new("."),
                 };
-                let dir = tokio::fs::File::open(dir).await.map_err(io)?;
-                dir.sync_all().await.map_err(io)?;
+                sync_dir(dir).await;
             }
         }
         Ok(())
+    }
+
+    /// Forget the state of `slot` (best effort: the provisional state of a
+    /// slot that could not be created).
+    pub async fn delete(&self, slot: &str) {
+        let result = match self {
+            StateStore::Kv(store) => store.delete(slot).await.map_err(|e| e.to_string()),
+            StateStore::File(path) => tokio::fs::remove_file(path)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(error) = result {
+            warn!(
+                message = "Could not delete the snapshot state.",
+                state = %self.describe(slot),
+                %error
+            );
+        }
     }
 
     /// Where the state of `slot` is kept: `bucket/key` or the file's path.
@@ -131,6 +164,19 @@ impl StateStore {
             StateStore::Kv(_) => format!("{BUCKET}/{slot}"),
             StateStore::File(path) => path.display().to_string(),
         }
+    }
+}
+
+/// Sync the directory of a renamed file, so the rename survives a power loss.
+/// As PostgreSQL does, a file system that cannot sync a directory (some
+/// network and FUSE mounts) is not an error: the rename is all it offers.
+async fn sync_dir(dir: &Path) {
+    let synced = match tokio::fs::File::open(dir).await {
+        Ok(dir) => dir.sync_all().await,
+        Err(e) => Err(e),
+    };
+    if let Err(error) = synced {
+        debug!(message = "Could not sync the snapshot state's directory.", dir = %dir.display(), %error);
     }
 }
 
@@ -153,5 +199,9 @@ mod tests {
         assert_eq!(store.load("s").await.unwrap(), Some(state));
         // Another slot's state is not this slot's.
         assert_eq!(store.load("other").await.unwrap(), None);
+        store.delete("s").await;
+        assert_eq!(store.load("s").await.unwrap(), None);
+        // Deleting what is not there is no error.
+        store.delete("s").await;
     }
 }

@@ -111,11 +111,12 @@ pub async fn publication_tables(
 /// The published columns in order; key columns are those of the replica
 /// identity, as in a relation message: the key columns of the primary key
 /// (not deferrable, else the table has no identity) or of the identity index,
-/// not their INCLUDE columns. From PostgreSQL 15 on the publication names the
+/// not their INCLUDE columns; an invalid index (a partitioned table's key
+/// before each partition has its own) counts from PostgreSQL 18 on. From PostgreSQL 15 on the publication names the
 /// columns, but before 18 pgoutput never sends generated ones even where it
 /// names them; before 15, every column but generated ones. With them, whether
-/// the key columns identify a row: the identity is a primary key or an index
-/// (unique and not null) and the publication has all its columns (a column
+/// the key columns identify a row: the identity is a valid primary key or
+/// index (unique and not null) and the publication has all its columns (a column
 /// list of an insert-only publication may leave some out).
 async fn columns(
     client: &Client,
@@ -131,19 +132,26 @@ async fn columns(
                       WHEN 'f' THEN true \
                       WHEN 'd' THEN a.attnum = ANY (coalesce((SELECT (i.indkey::int2[])[0:i.indnkeyatts - 1] \
                                      FROM pg_index i WHERE i.indrelid = a.attrelid \
-                                     AND i.indisprimary AND i.indimmediate), '{}')) \
+                                     AND i.indisprimary AND i.indimmediate \
+                                     AND (i.indisvalid OR $3)), '{}')) \
                       WHEN 'i' THEN a.attnum = ANY (coalesce((SELECT (i.indkey::int2[])[0:i.indnkeyatts - 1] \
                                      FROM pg_index i WHERE i.indrelid = a.attrelid \
-                                     AND i.indisreplident), '{}')) \
+                                     AND i.indisreplident AND (i.indisvalid OR $3)), '{}')) \
                       ELSE false END, \
-                    a.attgenerated <> '' \
+                    a.attgenerated <> '', \
+                    coalesce((SELECT i.indisvalid FROM pg_index i WHERE i.indrelid = a.attrelid \
+                              AND CASE $2 WHEN 'd' THEN i.indisprimary AND i.indimmediate \
+                                          WHEN 'i' THEN i.indisreplident ELSE false END), false) \
              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
              WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped \
              ORDER BY a.attnum",
-            &[&oid, &identity],
+            &[&oid, &identity, &(server_version_num >= 180_000)],
         )
         .await?;
     let mut keys = 0;
+    // An invalid index (a partitioned table's key before every partition has
+    // its own) does not keep two rows from sharing a key.
+    let valid_index = rows.first().is_some_and(|row| row.get::<_, bool>(5));
     let mut columns = Vec::with_capacity(rows.len());
     for row in rows {
         let column = Column {
@@ -165,6 +173,6 @@ async fn columns(
         }
     }
     let published_keys = columns.iter().filter(|c| c.key).count();
-    let unique = matches!(identity, "d" | "i") && keys > 0 && published_keys == keys;
+    let unique = matches!(identity, "d" | "i") && valid_index && keys > 0 && published_keys == keys;
     Ok((columns, unique))
 }
