@@ -478,3 +478,62 @@ fn rows_of_a_table_whose_key_is_not_yet_enforced_keep_ids_of_their_own() {
     assert_eq!(relations.len(), 2, "{relations:?}");
     assert_eq!(relations[0], relations[1]);
 }
+
+#[test]
+fn a_table_the_role_may_not_read_in_full_stops_the_start_before_the_slot_is_created() {
+    let s = Scenario::new(
+        "CREATE TABLE t (id int PRIMARY KEY, owner text);
+         INSERT INTO t VALUES (1, 'me'), (2, 'someone else');
+         ALTER TABLE t ENABLE ROW LEVEL SECURITY;
+         CREATE TABLE u (id int PRIMARY KEY); INSERT INTO u VALUES (1)",
+    );
+    let role = format!("r_{}", s.slot);
+    s.sql(&format!(
+        "CREATE ROLE {role} LOGIN REPLICATION;
+         CREATE POLICY mine ON t TO {role} USING (owner = 'me');
+         GRANT SELECT ON t TO {role}"
+    ));
+    let mut args = s.args(None, &["--snapshot", "initial", "--snapshot-state-file"]);
+    let dir = tempfile::tempdir().unwrap();
+    args.push(dir.path().join("state.json").to_str().unwrap().to_owned());
+    let connection = args.iter().position(|a| a == "--connection").unwrap() + 1;
+    args[connection] = format!("{} user={role}", s.conninfo());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let slots = || {
+        s.sql(&format!(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}'",
+            s.slot
+        ))
+    };
+
+    // The policy would hide row 2 from the snapshot, not from the stream.
+    let (code, stdout, stderr) = support::daemon::run_to_exit(&args, &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("cannot read public.t"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("ALTER ROLE \"{role}\" BYPASSRLS")),
+        "{stderr}"
+    );
+    assert!(stdout.is_empty(), "{stdout}");
+    assert_eq!(slots(), "0", "nothing created");
+
+    s.sql(&format!("ALTER ROLE \"{role}\" BYPASSRLS"));
+    let (code, _, stderr) = support::daemon::run_to_exit(&args, &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("GRANT SELECT ON \"public\".\"u\" TO \"{role}\"")),
+        "{stderr}"
+    );
+    assert_eq!(slots(), "0", "nothing created");
+
+    s.sql(&format!("GRANT SELECT ON u TO {role}"));
+    let daemon = support::daemon::Daemon::start(&args);
+    let events = daemon.events_until(|e| e["op"] == "read" && e["table"] == "u");
+    let read = |table: &str| {
+        events
+            .iter()
+            .filter(|e| e["op"] == "read" && e["table"] == table)
+            .count()
+    };
+    assert_eq!((read("t"), read("u")), (2, 1));
+}

@@ -31,16 +31,17 @@ pub enum RunError {
     StreamEnded,
     #[error("initial snapshot: {0}")]
     Snapshot(String),
-    /// A snapshot state that cannot belong to the slot as it is.
+    /// A snapshot that cannot be taken as configured: a state that does not
+    /// belong to the slot as it is, a table the role may not read in full.
     #[error("initial snapshot: {0}")]
-    SnapshotStateMismatch(String),
+    SnapshotConfiguration(String),
 }
 
 impl RunError {
     /// 2 for usage and configuration errors, 1 for runtime failures.
     pub fn exit_code(&self) -> u8 {
         let configuration = match self {
-            RunError::Usage(_) | RunError::ConnInfo(_) | RunError::SnapshotStateMismatch(_) => true,
+            RunError::Usage(_) | RunError::ConnInfo(_) | RunError::SnapshotConfiguration(_) => true,
             RunError::Preflight(err) => err.is_configuration(),
             RunError::JetStream(err) => err.is_configuration(),
             RunError::Connect(err) => err.is_configuration(),

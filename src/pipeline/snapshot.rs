@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{pin_mut, TryStreamExt};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 use tracing::info;
 
@@ -22,7 +23,7 @@ use crate::lsn::Lsn;
 use crate::metrics::Metrics;
 use crate::output::{CompositeOutput, OutputTarget, Seq};
 use crate::preflight::Preflight;
-use crate::replication::ReplicationConnection;
+use crate::replication::{quote_identifier, ReplicationConnection};
 use crate::shutdown::Shutdown;
 use crate::snapshot::copy::CopyRows;
 use crate::snapshot::state::{SnapshotState, StateStore};
@@ -58,7 +59,13 @@ pub(super) async fn run(
     let sql = conninfo::connect_sql(run.info)
         .await
         .map_err(RunError::Connect)?;
+    // A row-level security policy would hide rows from the snapshot that the
+    // stream publishes (logical decoding applies none): an error instead.
+    sql.batch_execute("SET row_security = off")
+        .await
+        .map_err(|e| failed("setting row_security", &e))?;
     let mut state = if checked.slot_missing {
+        check_readable(&sql, &run, checked.server_version_num).await?;
         let mut replication = ReplicationConnection::connect(run.info)
             .await
             .map_err(RunError::Replication)?;
@@ -114,6 +121,7 @@ pub(super) async fn run(
             .map_err(|e| failed("loading the snapshot state", &e))?
         {
             Some(mut state) if !state.finished => {
+                check_readable(&sql, &run, checked.server_version_num).await?;
                 match &state.consistent_point {
                     None => {
                         // The slot was created and nothing read yet: nothing has
@@ -133,7 +141,7 @@ pub(super) async fn run(
                     // or was moved by hand, and the changes between the two
                     // positions are not in the tables already read.
                     Some(saved) if saved.parse::<Lsn>().ok() != Some(checked.confirmed_flush) => {
-                        return Err(RunError::SnapshotStateMismatch(format!(
+                        return Err(RunError::SnapshotConfiguration(format!(
                             "the unfinished snapshot recorded for slot {slot} started at {saved}, \
                              but the slot is at {} (created again or moved since); to take the \
                              snapshot again, drop the slot and delete the state ({})",
@@ -231,6 +239,54 @@ pub(super) async fn run(
         consistent_point = %consistent_point,
     );
     Ok(None)
+}
+
+/// Whether the role may read every table the snapshot reads, in full: each
+/// table's query for no rows, before anything is created or read, so a
+/// missing grant or a row-level security policy ends the start with the fix
+/// instead of a snapshot stopped halfway.
+async fn check_readable(
+    sql: &Client,
+    run: &SnapshotRun<'_>,
+    server_version_num: u32,
+) -> Result<(), RunError> {
+    let tables = publication_tables(sql, &run.cli.publication, server_version_num)
+        .await
+        .map_err(|e| RunError::Snapshot(format!("listing the publication's tables: {e}")))?;
+    let mut filter = run.rules.filter.clone();
+    for table in &tables {
+        if !filter.keeps(&Change::Relation(table.table.clone())) {
+            continue;
+        }
+        let Err(err) = sql.batch_execute(&table.probe_sql).await else {
+            continue;
+        };
+        let name = table.name();
+        let Some(db) = err
+            .as_db_error()
+            .filter(|db| *db.code() == SqlState::INSUFFICIENT_PRIVILEGE)
+        else {
+            return Err(RunError::Snapshot(format!("reading {name}: {err}")));
+        };
+        let role = quote_identifier(&run.info.user);
+        let fix = if db.message().contains("row-level security") {
+            format!(
+                "a row-level security policy would hide rows the stream publishes: \
+                 ALTER ROLE {role} BYPASSRLS, or disable the policy"
+            )
+        } else {
+            format!(
+                "GRANT SELECT ON {}.{} TO {role}",
+                quote_identifier(&table.table.schema),
+                quote_identifier(&table.table.name)
+            )
+        };
+        return Err(RunError::SnapshotConfiguration(format!(
+            "cannot read {name}: {}; {fix}",
+            db.message()
+        )));
+    }
+    Ok(())
 }
 
 /// COPY one table and publish its rows (after its relation event); the number of rows.

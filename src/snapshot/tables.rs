@@ -17,6 +17,8 @@ pub struct SnapshotTable {
     /// `ONLY` but for a partitioned table, whose partitions' rows are read
     /// through it.
     pub copy_sql: String,
+    /// The same query for no rows: whether the role may read the table.
+    pub probe_sql: String,
     /// `pg_class.reltuples`: the planner's row estimate (-1 when never analysed).
     pub estimate: i64,
 }
@@ -102,6 +104,7 @@ pub async fn publication_tables(
                 key_identifies_row,
             }),
             copy_sql: format!("COPY ({select}) TO STDOUT"),
+            probe_sql: format!("{select} LIMIT 0"),
             estimate,
         });
     }
