@@ -24,9 +24,17 @@ pub struct SnapshotTable {
 }
 
 impl SnapshotTable {
-    /// `schema.table`, as progress and state name it.
+    /// `schema.table`, as progress and state name it; a part holding `.` or
+    /// `"` is double-quoted, so that `"a.b".c` and `a."b.c"` stay apart.
     pub fn name(&self) -> String {
-        format!("{}.{}", self.table.schema, self.table.name)
+        let part = |name: &str| {
+            if name.contains(['.', '"']) {
+                quote_identifier(name)
+            } else {
+                name.to_owned()
+            }
+        };
+        format!("{}.{}", part(&self.table.schema), part(&self.table.name))
     }
 }
 
@@ -178,4 +186,34 @@ async fn columns(
     let published_keys = columns.iter().filter(|c| c.key).count();
     let unique = matches!(identity, "d" | "i") && valid_index && keys > 0 && published_keys == keys;
     Ok((columns, unique))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(schema: &str, name: &str) -> String {
+        let table = SnapshotTable {
+            table: Arc::new(Table {
+                relation_id: 1,
+                schema: schema.to_owned(),
+                name: name.to_owned(),
+                replica_identity: ReplicaIdentity::Default,
+                columns: Vec::new(),
+                key_identifies_row: false,
+            }),
+            copy_sql: String::new(),
+            probe_sql: String::new(),
+            estimate: 0,
+        };
+        table.name()
+    }
+
+    #[test]
+    fn names_of_tables_with_dots_in_them_stay_apart() {
+        assert_eq!(named("public", "t"), "public.t");
+        assert_eq!(named("a.b", "c"), "\"a.b\".c");
+        assert_eq!(named("a", "b.c"), "a.\"b.c\"");
+        assert_eq!(named("a", "say \"hi\""), "a.\"say \"\"hi\"\"\"");
+    }
 }
