@@ -116,6 +116,16 @@ fn globs(patterns: &[String]) -> Result<Option<GlobSet>, FilterError> {
     }
     let mut set = GlobSetBuilder::new();
     for pattern in patterns {
+        // `schema.table` always holds a dot: a plain name without one (a
+        // forgotten schema) matches nothing and would drop every change.
+        if !pattern.contains(['.', '*', '?', '[', '{']) {
+            return Err(FilterError {
+                pattern: pattern.to_owned(),
+                reason: format!(
+                    "patterns match schema.table, so this matches no table; write e.g. public.{pattern}"
+                ),
+            });
+        }
         let glob = Glob::new(pattern).map_err(|err| FilterError {
             pattern: pattern.to_owned(),
             reason: err.kind().to_string(),
@@ -236,6 +246,11 @@ mod tests {
         let args = Cli::try_parse_from(["test", "--include-tables", "public.[x"]).unwrap();
         let err = Filter::new(&args.filter).unwrap_err().to_string();
         assert!(err.contains("public.[x"), "{err}");
+        let args = Cli::try_parse_from(["test", "--include-tables", "orders"]).unwrap();
+        let err = Filter::new(&args.filter).unwrap_err().to_string();
+        assert!(err.contains("public.orders"), "{err}");
+        let args = Cli::try_parse_from(["test", "--exclude-tables", "audit*"]).unwrap();
+        assert!(Filter::new(&args.filter).is_ok());
         assert!(Cli::try_parse_from(["test", "--ops", "insert,upsert"]).is_err());
     }
 }

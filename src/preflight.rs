@@ -5,6 +5,7 @@
 use tokio_postgres::Client;
 use tracing::info;
 
+use crate::config::conninfo::SqlError;
 use crate::lsn::Lsn;
 
 /// What the checks found.
@@ -53,7 +54,7 @@ pub enum PreflightError {
     UnusableSlot { slot: String, problem: String },
     #[error("replication slot \"{slot}\" is in use by another process (PID {pid}): stop the other consumer or choose another --slot")]
     SlotActive { slot: String, pid: i32 },
-    #[error("pre-flight query failed ({context}): {source}")]
+    #[error("pre-flight query failed ({context}): {}", SqlError(.source))]
     Query {
         context: &'static str,
         #[source]
@@ -64,10 +65,16 @@ pub enum PreflightError {
 impl PreflightError {
     /// True for problems of set-up that only a change of configuration fixes.
     pub fn is_configuration(&self) -> bool {
-        !matches!(
-            self,
-            PreflightError::SlotActive { .. } | PreflightError::Query { .. }
-        )
+        match self {
+            PreflightError::SlotActive { .. } => false,
+            // No free slot (max_replication_slots) is fixed by configuration;
+            // other failed queries may pass on a retry.
+            PreflightError::Query { source, .. } => {
+                source.code()
+                    == Some(&tokio_postgres::error::SqlState::CONFIGURATION_LIMIT_EXCEEDED)
+            }
+            _ => true,
+        }
     }
 }
 

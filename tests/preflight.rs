@@ -216,3 +216,33 @@ fn scram_login_streams_and_never_logs_the_password() {
     assert!(stderr.contains("password"), "{stderr}");
     assert!(!stderr.contains("wrong-password"), "{stderr}");
 }
+
+#[test]
+fn no_free_replication_slot_is_reported_with_the_servers_words() {
+    let pg = TestPostgres::start_with(PgOptions {
+        conf: vec!["max_replication_slots = 1".into()],
+        ..PgOptions::default()
+    });
+    let db = pg.create_database();
+    pg.psql(
+        &db,
+        "CREATE PUBLICATION pub FOR ALL TABLES;
+         SELECT 1 FROM pg_create_logical_replication_slot('taken', 'pgoutput')",
+    );
+    let conn = pg.conninfo(&db);
+    let (code, stdout, stderr) = run(&["-c", &conn, "-s", "mine", "-p", "pub", "--create-slot"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty());
+    assert_one_line(&stderr);
+    assert!(
+        stderr.contains("all replication slots are in use"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("max_replication_slots"), "{stderr}");
+
+    // A database that does not exist is a configuration error as well.
+    let conn = conn.replace(&format!("dbname={db}"), "dbname=no_such_db");
+    let (code, _, stderr) = run(&["-c", &conn, "-s", "mine", "-p", "pub"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("\"no_such_db\" does not exist"), "{stderr}");
+}

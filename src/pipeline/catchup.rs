@@ -34,7 +34,7 @@ use super::applier::{Applier, Rules};
 use super::stream::{lock, output_stop, Stop, QUEUE};
 use super::RunError;
 use crate::checkpoint::Checkpoint;
-use crate::config::conninfo::{self, ConnInfo};
+use crate::config::conninfo::{self, ConnInfo, SqlError};
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
 use crate::output::OutputTarget;
@@ -627,7 +627,7 @@ async fn stop_requested<O: OutputTarget + ?Sized>(
         match source.advance(durable).await {
             Ok(()) => durable,
             Err(err) => {
-                warn!(message = "Could not confirm the last position.", error = %err);
+                warn!(message = "Could not confirm the last position.", error = %SqlError(&err));
                 confirmed
             }
         }
@@ -644,10 +644,10 @@ fn sql_failed(err: tokio_postgres::Error, confirmed: Lsn) -> CatchUp {
     if err.code() == Some(&SqlState::CONFIGURATION_LIMIT_EXCEEDED) {
         warn!(
             message = "Catching up through SQL needs two free replication slots for its temporary copies; raise max_replication_slots. Streaming instead.",
-            error = %err
+            error = %SqlError(&err)
         );
     } else {
-        warn!(message = "Catching up through SQL failed; streaming instead.", error = %err);
+        warn!(message = "Catching up through SQL failed; streaming instead.", error = %SqlError(&err));
     }
     CatchUp::Stream(confirmed)
 }

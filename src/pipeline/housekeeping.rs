@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio_postgres::Client;
 use tracing::{debug, warn};
 
-use crate::config::conninfo::{self, ConnInfo};
+use crate::config::conninfo::{self, ConnInfo, SqlError};
 use crate::metrics::Metrics;
 use crate::preflight;
 
@@ -71,7 +71,7 @@ pub async fn run(
         match result {
             Ok(()) => warned = false,
             Err(err) if !warned => {
-                warn!(message = "Query on the SQL connection failed; retrying later.", error = %err);
+                warn!(message = "Query on the SQL connection failed; retrying later.", error = %SqlError(&err));
                 warned = true;
             }
             Err(_) => {}

@@ -63,10 +63,12 @@ impl ReplicationError {
 
     /// Auth (and TLS configuration problems) → true: only a config change fixes them (exit code 2).
     pub fn is_configuration(&self) -> bool {
-        matches!(
-            self,
-            ReplicationError::Auth { .. } | ReplicationError::Tls(_)
-        )
+        match self {
+            ReplicationError::Auth { .. } | ReplicationError::Tls(_) => true,
+            // invalid_catalog_name: the database in the connection string does not exist.
+            ReplicationError::Server { code, .. } => code == "3D000",
+            _ => false,
+        }
     }
 
     /// Builds `Auth` for SQLSTATE class 28 (invalid authorization), `Server` otherwise.

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use sql::{connect_sql, ConnectError};
+pub use sql::{connect_sql, ConnectError, SqlError};
 
 /// The Unix socket directory Debian's and most distributions' servers use; libpq's default host
 /// when it exists.

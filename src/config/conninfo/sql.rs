@@ -67,7 +67,7 @@ where
 {
     tokio::spawn(async move {
         if let Err(error) = connection.await {
-            tracing::warn!(message = "SQL connection ended with an error.", %error);
+            tracing::warn!(message = "SQL connection ended with an error.", error = %SqlError(&error));
         }
     });
 }
@@ -97,5 +97,32 @@ fn classify(error: tokio_postgres::Error, info: &ConnInfo) -> ConnectError {
             message: error.to_string(),
         },
         None => ReplicationError::Protocol(error.to_string()),
+    }
+}
+
+/// A SQL session's error as a person needs it: the server's message, SQLSTATE
+/// and hint for an error the server sent (tokio-postgres shows only "db
+/// error"), else the error with its causes.
+pub struct SqlError<'a>(pub &'a tokio_postgres::Error);
+
+impl std::fmt::Display for SqlError<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(db) = self.0.as_db_error() {
+            write!(f, "{} (SQLSTATE {})", db.message(), db.code().code())?;
+            if let Some(hint) = db.hint() {
+                write!(f, "; {hint}")?;
+            }
+            return Ok(());
+        }
+        write!(f, "{}", self.0)?;
+        let mut source = std::error::Error::source(self.0);
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !self.0.to_string().contains(&text) {
+                write!(f, ": {text}")?;
+            }
+            source = cause.source();
+        }
+        Ok(())
     }
 }
