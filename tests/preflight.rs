@@ -81,6 +81,27 @@ fn an_unreachable_server_is_a_runtime_error_naming_the_address() {
 }
 
 #[test]
+fn a_server_that_accepts_and_never_answers_is_given_up_after_connect_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepts every connection and holds it without a word.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let conn = format!("host=127.0.0.1 port={port} user=postgres connect_timeout=2");
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) = run(&["--connection", &conn, "--slot", "s", "--publication", "p"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stdout.is_empty());
+    assert_one_line(&stderr);
+    assert!(stderr.contains("no connection within 2 s"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}
+
+#[test]
 fn wal_level_replica_names_the_setting_to_change() {
     let pg = TestPostgres::start_with(PgOptions {
         conf: vec!["wal_level = replica".into()],

@@ -9,7 +9,7 @@ use super::{ConnInfo, SslMode};
 /// retry-or-exit (`is_configuration`) the same way for both.
 pub type ConnectError = ReplicationError;
 
-/// Connects with tokio-postgres and spawns its connection task; TLS per `sslmode`.
+/// Connects with tokio-postgres within `connect_timeout` and spawns its connection task.
 pub async fn connect_sql(info: &ConnInfo) -> Result<tokio_postgres::Client, ConnectError> {
     let options: Vec<String> = crate::replication::OUTPUT_SETTINGS
         .iter()
@@ -28,7 +28,18 @@ pub async fn connect_sql(info: &ConnInfo) -> Result<tokio_postgres::Client, Conn
     if let Some(password) = &info.password {
         config.password(password);
     }
-    config.connect_timeout(info.connect_timeout_or_default());
+    // tokio-postgres's connect_timeout bounds the TCP connect only: a server
+    // that accepts and never answers is bounded by the timeout around it all.
+    let timeout = info.connect_timeout_or_default();
+    config.connect_timeout(timeout);
+    crate::replication::with_timeout(info, Some(timeout), open(config, info)).await
+}
+
+/// The connection itself, TLS per `sslmode`.
+async fn open(
+    mut config: tokio_postgres::Config,
+    info: &ConnInfo,
+) -> Result<tokio_postgres::Client, ConnectError> {
     // Unix sockets never use TLS (as in libpq), whatever the sslmode says.
     let ssl_mode = match info.sslmode {
         _ if info.is_unix_socket() => tokio_postgres::config::SslMode::Disable,
