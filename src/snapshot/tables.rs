@@ -123,12 +123,13 @@ pub async fn publication_tables(
 /// identity, as in a relation message: the key columns of the primary key
 /// (not deferrable, else the table has no identity) or of the identity index,
 /// not their INCLUDE columns; an invalid index (a partitioned table's key
-/// before each partition has its own) counts from PostgreSQL 18 on. From PostgreSQL 15 on the publication names the
-/// columns, but before 18 pgoutput never sends generated ones even where it
-/// names them; before 15, every column but generated ones. With them, whether
-/// the key columns identify a row: the identity is a valid primary key or
-/// index (unique and not null) and the publication has all its columns (a column
-/// list of an insert-only publication may leave some out).
+/// before each partition has its own) counts from PostgreSQL 18 on. From
+/// PostgreSQL 15 on the publication names the columns, but before 18 pgoutput
+/// never sends generated ones even where it names them; before 15, every
+/// column but generated ones. With them, whether the key columns identify a
+/// row: the identity is a valid primary key or index (unique and not null) and
+/// the publication has all its columns (a column list of an insert-only
+/// publication may leave some out).
 async fn columns(
     client: &Client,
     oid: u32,
@@ -136,32 +137,29 @@ async fn columns(
     published: Option<&[String]>,
     server_version_num: u32,
 ) -> Result<(Vec<Column>, bool), tokio_postgres::Error> {
+    let since_18 = server_version_num >= 180_000;
     let rows = client
         .query(
+            // The identity index, if any (at most one primary key, at most
+            // one replica identity index): its key columns and whether it is valid.
             "SELECT a.attname::text, a.atttypid, t.typname::text, \
-                    CASE $2 \
-                      WHEN 'f' THEN true \
-                      WHEN 'd' THEN a.attnum = ANY (coalesce((SELECT (i.indkey::int2[])[0:i.indnkeyatts - 1] \
-                                     FROM pg_index i WHERE i.indrelid = a.attrelid \
-                                     AND i.indisprimary AND i.indimmediate \
-                                     AND (i.indisvalid OR $3)), '{}')) \
-                      WHEN 'i' THEN a.attnum = ANY (coalesce((SELECT (i.indkey::int2[])[0:i.indnkeyatts - 1] \
-                                     FROM pg_index i WHERE i.indrelid = a.attrelid \
-                                     AND i.indisreplident AND (i.indisvalid OR $3)), '{}')) \
-                      ELSE false END, \
+                    $2 = 'f' OR coalesce(a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]) \
+                                         AND (i.indisvalid OR $3), false), \
                     a.attgenerated <> '', \
-                    coalesce((SELECT i.indisvalid FROM pg_index i WHERE i.indrelid = a.attrelid \
-                              AND CASE $2 WHEN 'd' THEN i.indisprimary AND i.indimmediate \
-                                          WHEN 'i' THEN i.indisreplident ELSE false END), false) \
+                    coalesce(i.indisvalid, false) \
              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+             LEFT JOIN pg_index i ON i.indrelid = a.attrelid \
+                  AND CASE $2 WHEN 'd' THEN i.indisprimary AND i.indimmediate \
+                              WHEN 'i' THEN i.indisreplident ELSE false END \
              WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped \
              ORDER BY a.attnum",
-            &[&oid, &identity, &(server_version_num >= 180_000)],
+            &[&oid, &identity, &since_18],
         )
         .await?;
     let mut keys = 0;
-    // An invalid index (a partitioned table's key before every partition has
-    // its own) does not keep two rows from sharing a key.
+    // A valid primary key or identity index (none for FULL or NOTHING); an
+    // invalid one (a partitioned table's key before every partition has its
+    // own) does not keep two rows from sharing a key.
     let valid_index = rows.first().is_some_and(|row| row.get::<_, bool>(5));
     let mut columns = Vec::with_capacity(rows.len());
     for row in rows {
@@ -174,9 +172,7 @@ async fn columns(
         let generated: bool = row.get(4);
         keys += usize::from(column.key);
         let is_published = match published {
-            Some(names) => {
-                names.contains(&column.name) && (!generated || server_version_num >= 180_000)
-            }
+            Some(names) => names.contains(&column.name) && (!generated || since_18),
             None => !generated,
         };
         if is_published {
@@ -184,7 +180,7 @@ async fn columns(
         }
     }
     let published_keys = columns.iter().filter(|c| c.key).count();
-    let unique = matches!(identity, "d" | "i") && valid_index && keys > 0 && published_keys == keys;
+    let unique = valid_index && keys > 0 && published_keys == keys;
     Ok((columns, unique))
 }
 

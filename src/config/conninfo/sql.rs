@@ -125,11 +125,12 @@ impl std::fmt::Display for SqlError<'_> {
             }
             return Ok(());
         }
-        write!(f, "{}", self.0)?;
+        let shown = self.0.to_string();
+        f.write_str(&shown)?;
         let mut source = std::error::Error::source(self.0);
         while let Some(cause) = source {
             let text = cause.to_string();
-            if !self.0.to_string().contains(&text) {
+            if !shown.contains(&text) {
                 write!(f, ": {text}")?;
             }
             source = cause.source();
