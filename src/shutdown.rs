@@ -1,7 +1,12 @@
 //! Graceful shutdown: SIGINT and SIGTERM become a [`Shutdown`] handle that the
 //! pipeline awaits between messages, so the current write always completes.
 
+use std::time::Duration;
+
 use tokio::sync::watch;
+
+/// Signals closer together than this after the first are the same request.
+const REPEAT_WINDOW: Duration = Duration::from_millis(250);
 
 /// Resolves once a stop was requested.
 #[derive(Debug, Clone)]
@@ -25,8 +30,8 @@ impl Shutdown {
         (ShutdownTrigger(tx), Shutdown(rx))
     }
 
-    /// A handle triggered by SIGINT or SIGTERM; a second signal exits at once
-    /// (code 1). Needs a running tokio runtime.
+    /// A handle triggered by SIGINT or SIGTERM; a second signal (more than
+    /// [`REPEAT_WINDOW`] after the first) exits at once (code 1). Needs a running tokio runtime.
     pub fn on_signals() -> std::io::Result<Shutdown> {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate())?;
@@ -38,10 +43,19 @@ impl Shutdown {
                 _ = int.recv() => {}
             }
             trigger.trigger();
+            let first = tokio::time::Instant::now();
             // A second signal means "now": what is not confirmed is sent again on restart.
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+            // One sent to the process and its group at once (GNU timeout,
+            // a terminal's Ctrl-C with a wrapper script) arrives twice within
+            // microseconds and is one request.
+            loop {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                if first.elapsed() >= REPEAT_WINDOW {
+                    break;
+                }
             }
             tracing::warn!(message = "Second stop signal; exiting without waiting.");
             std::process::exit(1);

@@ -330,3 +330,41 @@ fn sigterm_waits_for_acks_within_the_timeout_confirms_only_what_was_acked_and_a_
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(asked.elapsed() < Duration::from_secs(5));
 }
+
+#[test]
+fn a_second_stop_signal_exits_at_once_but_one_signal_delivered_twice_does_not() {
+    let mut nats = TestNats::start();
+    let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY)");
+    let args = ["--no-stdout", "--shutdown-timeout", "60s"];
+    let mut daemon = s.start(Some(&nats), &args);
+    nats.pause();
+    s.sql("INSERT INTO t SELECT generate_series(1, 50)");
+    // Time to receive the transaction, which cannot be acknowledged.
+    std::thread::sleep(Duration::from_secs(1));
+    // As GNU timeout or a wrapper's process group delivers it: twice at once.
+    signal(daemon.pid(), "TERM");
+    signal(daemon.pid(), "TERM");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        daemon.exited(),
+        None,
+        "one stop request, waiting for acks, was taken for two:\n{}",
+        daemon.stderr()
+    );
+    let asked = Instant::now();
+    signal(daemon.pid(), "TERM");
+    let (status, stderr) = daemon.wait(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Second stop signal"), "{stderr}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "the second signal took {:?}",
+        asked.elapsed()
+    );
+
+    // Nothing was confirmed past the unacknowledged transaction: a restart delivers it.
+    nats.resume();
+    let daemon = s.start(Some(&nats), &args);
+    assert_every_row_once(&nats, 50, Duration::from_secs(60));
+    drop(daemon);
+}

@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::daemon::{run_to_exit, Daemon};
+use support::daemon::{run_to_exit, signal, Daemon};
 use support::postgres::{shared, PgOptions, TestPostgres};
 
 /// Run with the given flags; (exit code, stdout, stderr).
@@ -80,17 +80,22 @@ fn an_unreachable_server_is_a_runtime_error_naming_the_address() {
     assert!(!stderr.contains("hunter2"), "password leaked: {stderr}");
 }
 
-#[test]
-fn a_server_that_accepts_and_never_answers_is_given_up_after_connect_timeout() {
+/// A port where every connection is accepted and held without a word.
+fn silent_server() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    // Accepts every connection and holds it without a word.
     std::thread::spawn(move || {
         let mut held = Vec::new();
         for stream in listener.incoming() {
             held.push(stream);
         }
     });
+    port
+}
+
+#[test]
+fn a_server_that_accepts_and_never_answers_is_given_up_after_connect_timeout() {
+    let port = silent_server();
     let conn = format!("host=127.0.0.1 port={port} user=postgres connect_timeout=2");
     let started = std::time::Instant::now();
     let (code, stdout, stderr) = run(&["--connection", &conn, "--slot", "s", "--publication", "p"]);
@@ -99,6 +104,24 @@ fn a_server_that_accepts_and_never_answers_is_given_up_after_connect_timeout() {
     assert_one_line(&stderr);
     assert!(stderr.contains("no connection within 2 s"), "{stderr}");
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}
+
+#[test]
+fn a_stop_signal_while_a_server_holds_the_connection_ends_the_run_at_once() {
+    let port = silent_server();
+    let conn = format!("host=127.0.0.1 port={port} user=postgres connect_timeout=60");
+    let daemon = Daemon::spawn(&["-c", &conn, "-s", "s", "-p", "p"], &[]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let asked = std::time::Instant::now();
+    signal(daemon.pid(), "TERM");
+    let (status, stderr) = daemon.wait(std::time::Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(5),
+        "stopping took {:?}",
+        asked.elapsed()
+    );
+    assert!(stderr.contains("Stopped while starting"), "{stderr}");
 }
 
 #[test]

@@ -69,7 +69,12 @@ pub async fn run(cli: Cli, mut shutdown: Shutdown) -> Result<Stop, RunError> {
             "--snapshot initial keeps its progress in JetStream or a file: add --nats-server or --snapshot-state-file".into(),
         ));
     }
-    let (mut output, nats) = build_outputs(&cli, &metrics).await?;
+    // Nothing exists yet on either server while connecting: a stop request
+    // (a hanging server holds us up to connect_timeout) ends the run at once.
+    let (mut output, nats) = tokio::select! {
+        built = build_outputs(&cli, &metrics) => built?,
+        _ = shutdown.wait() => return Ok(stopped_while_starting()),
+    };
     let Some((mut checked, client)) = check_server(&info, &cli, &mut shutdown).await? else {
         return Ok(Stop::Requested);
     };
@@ -246,9 +251,13 @@ async fn check_server(
     cli: &Cli,
     shutdown: &mut Shutdown,
 ) -> Result<Option<(Preflight, Client)>, RunError> {
-    let client = conninfo::connect_sql(info)
-        .await
-        .map_err(RunError::Connect)?;
+    let client = tokio::select! {
+        client = conninfo::connect_sql(info) => client.map_err(RunError::Connect)?,
+        _ = shutdown.wait() => {
+            stopped_while_starting();
+            return Ok(None);
+        }
+    };
     let mut waiting = false;
     loop {
         let creation = match (cli.create_slot, cli.snapshot) {
@@ -362,6 +371,12 @@ async fn catch_up(
         shutdown_timeout: run.cli.shutdown_timeout,
     };
     catchup::catch_up(&source, &chunk, threshold, output, confirmed, shutdown).await
+}
+
+/// Logs a stop requested before anything was read.
+fn stopped_while_starting() -> Stop {
+    info!(message = "Stopped while starting; nothing was read.");
+    Stop::Requested
 }
 
 /// Sleep, unless a stop is requested first (then true).

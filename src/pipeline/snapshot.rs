@@ -17,7 +17,7 @@ use super::applier::{Applier, Rules};
 use super::{close_outputs, RunError, Stop};
 use crate::change::{time, Change, RowChange, TxInfo};
 use crate::checkpoint::Checkpoint;
-use crate::config::conninfo::{self, ConnInfo};
+use crate::config::conninfo::{self, ConnInfo, SqlError};
 use crate::config::Cli;
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
@@ -63,7 +63,7 @@ pub(super) async fn run(
     // stream publishes (logical decoding applies none): an error instead.
     sql.batch_execute("SET row_security = off")
         .await
-        .map_err(|e| failed("setting row_security", &e))?;
+        .map_err(|e| failed("setting row_security", &SqlError(&e)))?;
     let mut state = if checked.slot_missing {
         check_readable(&sql, &run, checked.server_version_num).await?;
         let mut replication = ReplicationConnection::connect(run.info)
@@ -107,7 +107,7 @@ pub(super) async fn run(
             snapshot.replace('\'', "''")
         ))
         .await
-        .map_err(|e| failed("importing the slot's snapshot", &e))?;
+        .map_err(|e| failed("importing the slot's snapshot", &SqlError(&e)))?;
         drop(replication);
         checked.confirmed_flush = consistent_point;
         checked.created_slot = true;
@@ -157,7 +157,7 @@ pub(super) async fn run(
                 }
                 sql.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                     .await
-                    .map_err(|e| failed("starting the snapshot transaction", &e))?;
+                    .map_err(|e| failed("starting the snapshot transaction", &SqlError(&e)))?;
                 state
             }
             Some(_) => return Ok(None),
@@ -178,7 +178,7 @@ pub(super) async fn run(
         .map_err(|e| failed("the snapshot state's consistent point", &e))?;
     let tables = publication_tables(&sql, &run.cli.publication, checked.server_version_num)
         .await
-        .map_err(|e| failed("listing the publication's tables", &e))?;
+        .map_err(|e| failed("listing the publication's tables", &SqlError(&e)))?;
     let taken_at = time::now();
     let started = Instant::now();
     let mut rows_total = 0u64;
@@ -225,7 +225,7 @@ pub(super) async fn run(
     }
     sql.batch_execute("COMMIT")
         .await
-        .map_err(|e| failed("ending the snapshot transaction", &e))?;
+        .map_err(|e| failed("ending the snapshot transaction", &SqlError(&e)))?;
     state.finished = true;
     run.store
         .save(&state)
@@ -252,7 +252,12 @@ async fn check_readable(
 ) -> Result<(), RunError> {
     let tables = publication_tables(sql, &run.cli.publication, server_version_num)
         .await
-        .map_err(|e| RunError::Snapshot(format!("listing the publication's tables: {e}")))?;
+        .map_err(|e| {
+            RunError::Snapshot(format!(
+                "listing the publication's tables: {}",
+                SqlError(&e)
+            ))
+        })?;
     let mut filter = run.rules.filter.clone();
     for table in &tables {
         if !filter.keeps(&Change::Relation(table.table.clone())) {
@@ -266,7 +271,10 @@ async fn check_readable(
             .as_db_error()
             .filter(|db| *db.code() == SqlState::INSUFFICIENT_PRIVILEGE)
         else {
-            return Err(RunError::Snapshot(format!("reading {name}: {err}")));
+            return Err(RunError::Snapshot(format!(
+                "reading {name}: {}",
+                SqlError(&err)
+            )));
         };
         let role = quote_identifier(&run.info.user);
         let fix = if db.message().contains("row-level security") {
@@ -319,7 +327,7 @@ async fn read_table<O: OutputTarget + ?Sized>(
     let copy = sql
         .copy_out(table.copy_sql.as_str())
         .await
-        .map_err(|e| failed(&e))?;
+        .map_err(|e| failed(&SqlError(&e)))?;
     pin_mut!(copy);
     let columns = table.table.columns.len();
     let mut parser = CopyRows::default();
@@ -328,7 +336,7 @@ async fn read_table<O: OutputTarget + ?Sized>(
     let started = Instant::now();
     let mut last_report = started;
     let bar = progress_bar(&name, table.estimate);
-    while let Some(chunk) = copy.try_next().await.map_err(|e| failed(&e))? {
+    while let Some(chunk) = copy.try_next().await.map_err(|e| failed(&SqlError(&e)))? {
         parser
             .push(&chunk, columns, &mut tuples)
             .map_err(|e| failed(&e))?;

@@ -81,6 +81,11 @@ impl Daemon {
         self.child.id()
     }
 
+    /// The exit status, if the daemon has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("look at the daemon")
+    }
+
     /// Everything written to stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()

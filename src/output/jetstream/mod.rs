@@ -49,6 +49,8 @@ pub enum JetStreamSetupError {
         /// Refused credentials, a bad address or TLS set-up: only a configuration change helps.
         configuration: bool,
     },
+    #[error("invalid --nats-server {url}: {message}")]
+    ServerUrl { url: String, message: String },
     #[error("JetStream stream \"{stream}\": {message}")]
     Stream { stream: String, message: String },
     #[error("JetStream stream \"{stream}\" captures {subjects} but not {wanted}: add {wanted} to its subjects or choose another --nats-stream / --nats-subject-prefix")]
@@ -98,6 +100,9 @@ impl JetStreamOutput {
             .map(|url| redact_url(url))
             .collect::<Vec<_>>()
             .join(",");
+        for url in &args.servers {
+            check_server_url(url)?;
+        }
         let options = connect_options(args, metrics.clone()).await?;
         let client = options
             .connect(args.servers.as_slice())
@@ -259,7 +264,12 @@ impl OutputTarget for JetStreamOutput {
 /// `url` without a user name or password it may hold (`nats://***@host:4222`).
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
+        // No scheme (`host:4222`) or a malformed one (`nats//user:pw@host`):
+        // whatever comes before an `@` may be a secret.
+        return match url.rfind('@') {
+            Some(at) => format!("***{}", &url[at..]),
+            None => url.to_owned(),
+        };
     };
     let rest = &url[scheme_end..];
     let authority_end = rest.find('/').unwrap_or(rest.len());
@@ -267,6 +277,32 @@ pub fn redact_url(url: &str) -> String {
         Some(at) => format!("{}***{}", &url[..scheme_end], &rest[at..]),
         None => url.to_owned(),
     }
+}
+
+/// Refuses an address the NATS client would take for something else: in
+/// `nats//host:4222` (a colon left out) the host is "nats" and the rest a path,
+/// so the typo would show up as a DNS failure on every restart. Other
+/// malformed addresses are refused by the client itself.
+fn check_server_url(url: &str) -> Result<(), JetStreamSetupError> {
+    let invalid = |message: String| JetStreamSetupError::ServerUrl {
+        url: redact_url(url),
+        message,
+    };
+    let Ok(addr) = url.parse::<async_nats::ServerAddr>() else {
+        return Ok(());
+    };
+    if addr.is_websocket() {
+        return Ok(());
+    }
+    let parsed = addr.into_inner();
+    if !matches!(parsed.path(), "" | "/") || parsed.query().is_some() {
+        // The path is not shown: in a typo it can hold a password.
+        return Err(invalid(format!(
+            "it reads as host {:?} followed by a path; a NATS address is nats://host:port (or tls://) with nothing after it",
+            parsed.host_str().unwrap_or_default(),
+        )));
+    }
+    Ok(())
 }
 
 async fn connect_options(
@@ -349,7 +385,7 @@ fn reconnect_delay(attempts: usize) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{check_server_url, redact_url};
 
     #[test]
     fn urls_lose_their_credentials_in_logs() {
@@ -363,5 +399,30 @@ mod tests {
         );
         assert_eq!(redact_url("nats://nats:4222"), "nats://nats:4222");
         assert_eq!(redact_url("nats:4222"), "nats:4222");
+        assert_eq!(redact_url("cdc:s3cret@nats:4222"), "***@nats:4222");
+        assert_eq!(redact_url("nats//cdc:s3cret@nats:4222"), "***@nats:4222");
+    }
+
+    #[test]
+    fn an_address_with_a_path_is_refused_as_a_typo() {
+        for url in [
+            "nats//localhost:4222",
+            "nats://host:4222/x",
+            "tls://host?a=b",
+        ] {
+            let err = check_server_url(url).expect_err(url);
+            assert!(err.is_configuration(), "{err}");
+        }
+        let err = check_server_url("nats//cdc:s3cret@nats:4222").unwrap_err();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        for url in [
+            "nats://localhost:4222",
+            "localhost",
+            "tls://u:p@host:4222/",
+            "ws://host:80/nats",
+            "127.0.0.1:4222",
+        ] {
+            check_server_url(url).expect(url);
+        }
     }
 }
