@@ -56,8 +56,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// Our own state changes at info; the NATS client repeats them in its own words.
-const DEFAULT_LOG_FILTER: &str = "info,async_nats=warn";
+/// Our own state changes at info; the NATS client repeats them in its own
+/// words, and its connector's errors reach us as the connect error (at start)
+/// or as client error events (when reconnecting), each logged once.
+const DEFAULT_LOG_FILTER: &str = "info,async_nats=warn,async_nats::connector=off";
 
 /// Logs go to stderr so that stdout carries only events. `--log-level`
 /// wins over `RUST_LOG`; the default is `info`.

@@ -368,3 +368,40 @@ fn a_second_stop_signal_exits_at_once_but_one_signal_delivered_twice_does_not() 
     assert_every_row_once(&nats, 50, Duration::from_secs(60));
     drop(daemon);
 }
+
+#[test]
+fn a_stream_deleted_while_running_holds_the_slot_until_it_is_back_and_nothing_is_lost() {
+    let nats = TestNats::start();
+    let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY)");
+    let daemon = s.start(Some(&nats), &["--no-stdout"]);
+    s.sql("INSERT INTO t VALUES (1)");
+    nats.wait_for_messages(STREAM, 4, Duration::from_secs(20));
+    let config = nats.with_client(async_nats::ConnectOptions::new(), async |js| {
+        let mut stream = js.get_stream(STREAM).await.expect("the daemon's stream");
+        let config = stream.info().await.expect("stream info").config.clone();
+        js.delete_stream(STREAM).await.expect("delete the stream");
+        config
+    });
+    let before = s.wal_position();
+    s.sql("INSERT INTO t VALUES (2)");
+    daemon.wait_for_log("was the stream deleted", Duration::from_secs(20));
+    // Nothing stored it: the slot stays before the transaction.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        s.sql(&format!(
+            "SELECT confirmed_flush_lsn <= '{before}' FROM pg_replication_slots WHERE slot_name = '{}'",
+            s.slot
+        )),
+        "t"
+    );
+    nats.with_client(async_nats::ConnectOptions::new(), async |js| {
+        js.create_stream(config)
+            .await
+            .expect("create the stream again");
+    });
+    // begin, insert, commit of the second transaction.
+    let stored = nats.wait_for_messages(STREAM, 3, Duration::from_secs(60));
+    assert_eq!(inserted_ids(&stored), [2]);
+    s.wait_confirmed_past(&s.wal_position(), Duration::from_secs(30));
+    drop(daemon);
+}

@@ -428,6 +428,9 @@ fn token_and_user_password_authentication() {
     let (code, _, stderr) = s.run_to_exit(Some(&nats), &["--nats-token", "wrong-token"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(!stderr.contains("wrong-token"), "{stderr}");
+    // One line, naming what to check (the client's own error line is not repeated).
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--nats-token"), "{stderr}");
 
     let nats = TestNats::start_with(NatsOptions {
         conf: vec!["authorization { user: cdc, password: \"pa55word\" }".into()],

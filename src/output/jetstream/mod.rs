@@ -10,7 +10,7 @@ pub mod stream;
 pub mod subject;
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::context::ContextBuilder;
@@ -116,9 +116,15 @@ impl JetStreamOutput {
                         | Kind::ServerParse
                         | Kind::Tls
                 );
+                let message = match e.kind() {
+                    Kind::Authentication | Kind::AuthorizationViolation => {
+                        "the server refused the credentials (authorization violation): check --nats-user/--nats-password, --nats-token, --nats-creds or --nats-nkey".to_owned()
+                    }
+                    _ => e.to_string(),
+                };
                 JetStreamSetupError::Connect {
                     servers: servers.clone(),
-                    message: e.to_string(),
+                    message,
                     configuration,
                 }
             })?;
@@ -337,6 +343,7 @@ async fn connect_options(
             .add_client_certificate(cert.clone(), key.clone())
             .require_tls(true);
     }
+    let last_error = Arc::new(Mutex::new(String::new()));
     Ok(options
         .name("pgoutput-stream")
         .connection_timeout(Duration::from_secs(10))
@@ -344,14 +351,18 @@ async fn connect_options(
         .reconnect_delay_callback(reconnect_delay)
         .event_callback(move |event| {
             let metrics = metrics.clone();
-            async move { log_event(event, &metrics) }
+            let last_error = last_error.clone();
+            async move { log_event(event, &metrics, &last_error) }
         }))
 }
 
-/// One line per change of the NATS connection's state.
-fn log_event(event: NatsEvent, metrics: &Metrics) {
+/// One line per change of the NATS connection's state. `last_error` is the
+/// client error last logged since the connection was up: failed reconnect
+/// attempts repeat it every few seconds, so only a new one gets a line.
+fn log_event(event: NatsEvent, metrics: &Metrics, last_error: &Mutex<String>) {
     match event {
         NatsEvent::Connected => {
+            last_error.lock().unwrap_or_else(|e| e.into_inner()).clear();
             metrics.set_nats_connected(true);
             info!(message = "NATS connection is up.")
         }
@@ -365,8 +376,16 @@ fn log_event(event: NatsEvent, metrics: &Metrics) {
         }
         // Our own close at shutdown.
         NatsEvent::Draining => debug!(message = "NATS connection draining."),
-        // Each failed reconnect attempt reports an I/O error: not worth a line each.
-        NatsEvent::ClientError(error) => debug!(message = "NATS client error.", %error),
+        NatsEvent::ClientError(error) => {
+            let error = error.to_string();
+            let mut last = last_error.lock().unwrap_or_else(|e| e.into_inner());
+            if *last == error {
+                debug!(message = "NATS client error.", %error);
+            } else {
+                warn!(message = "NATS client error.", %error);
+                *last = error;
+            }
+        }
         other => warn!(message = "NATS connection event.", event = %other),
     }
 }

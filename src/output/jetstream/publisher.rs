@@ -166,10 +166,12 @@ impl Window {
 /// a sequence, no error) counts as stored.
 fn ack_state(message: &Message) -> AckState {
     if let Some(status) = message.status.filter(|status| !status.is_success()) {
-        let why = message
-            .description
-            .clone()
-            .unwrap_or_else(|| format!("status {status}"));
+        let why = match (&message.description, status.as_u16()) {
+            (Some(description), _) => description.clone(),
+            // No stream captures the subject any more (deleted, or its subjects changed).
+            (None, 503) => "no responders (status 503): no JetStream stream captures the subject; was the stream deleted or its subjects changed?".to_owned(),
+            (None, _) => format!("status {status}"),
+        };
         return AckState::Failed(why);
     }
     let payload = &message.payload[..];
@@ -273,9 +275,11 @@ pub async fn run(
             };
             // One line per backoff step, not one per event of the window.
             if failures > 0 || last_warning.is_none_or(|at| at.elapsed() > QUIET) {
+                let subject = window.pending.front().map(|p| p.message.subject.clone());
                 warn!(
                     message = "Publishing to JetStream failed; retrying with the same message id.",
                     error = %why,
+                    subject = subject.as_deref().unwrap_or_default(),
                     retry_in_ms = delay.as_millis() as u64,
                 );
                 last_warning = Some(Instant::now());
@@ -449,7 +453,9 @@ mod tests {
         );
         assert!(w.front_failed(Instant::now()).is_some());
         let no_responders = ack(2, b"", Some(503));
-        assert!(matches!(w.acked(&no_responders), Some(AckState::Failed(_))));
+        assert!(
+            matches!(w.acked(&no_responders), Some(AckState::Failed(why)) if why.contains("no JetStream stream captures"))
+        );
         assert_eq!(w.settle(), None);
         // Only an acknowledgement with a stream and a sequence is one.
         let stored = |payload: &'static [u8]| ack_state(&ack(1, payload, None)) == AckState::Stored;
