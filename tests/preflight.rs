@@ -125,6 +125,26 @@ fn a_stop_signal_while_a_server_holds_the_connection_ends_the_run_at_once() {
 }
 
 #[test]
+fn a_port_where_another_protocol_answers_says_to_check_host_and_port() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // What a NATS server says first, then the connection closes.
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.read(&mut [0; 512]);
+            let _ = stream.write_all(b"INFO {\"server_id\":\"x\"}\r\n");
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    });
+    let conn = format!("host=127.0.0.1 port={port} user=postgres connect_timeout=5");
+    let (code, _, stderr) = run(&["-c", &conn, "-s", "s", "-p", "p"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_one_line(&stderr);
+    assert!(stderr.contains("check host and port"), "{stderr}");
+}
+
+#[test]
 fn wal_level_replica_names_the_setting_to_change() {
     let pg = TestPostgres::start_with(PgOptions {
         conf: vec!["wal_level = replica".into()],

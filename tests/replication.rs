@@ -400,6 +400,13 @@ async fn tls_modes_encrypt_and_verify_as_libpq_does() {
         .err()
         .unwrap();
     assert!(matches!(err, ReplicationError::Tls(_)), "{err}");
+    let sql_err = connect_sql(&info(&format!("{s} sslmode=require")))
+        .await
+        .err()
+        .unwrap();
+    // Both connections name the fix, in the same words.
+    assert_eq!(sql_err.to_string(), err.to_string());
+    assert!(err.to_string().contains("sslmode=prefer"), "{err}");
     ReplicationConnection::connect(&info(&format!("{s} sslmode=prefer")))
         .await
         .unwrap();

@@ -14,4 +14,4 @@ mod wire;
 pub use connection::{quote_identifier, ReplicationConnection, SystemInfo, OUTPUT_SETTINGS};
 pub use error::ReplicationError;
 pub use stream::{ReplicationMessage, ReplicationStream};
-pub(crate) use wire::with_timeout;
+pub(crate) use wire::{no_tls, with_timeout};

@@ -81,11 +81,7 @@ impl Wire {
                 Ok(Wire::new(Box::new(stream), true))
             }
             b'N' if info.sslmode == SslMode::Prefer => Ok(Wire::new(Box::new(tcp), false)),
-            b'N' => Err(ReplicationError::Tls(format!(
-                "the server at {} does not support TLS, but sslmode={}",
-                info.target(),
-                info.sslmode.as_str()
-            ))),
+            b'N' => Err(no_tls(info)),
             other => Err(ReplicationError::Protocol(format!(
                 "unexpected answer {:?} to the TLS request",
                 char::from(other)
@@ -174,4 +170,13 @@ pub(crate) async fn with_timeout<T>(
             })
         }),
     }
+}
+
+/// A server that answered the TLS request with "no" while `sslmode` demands TLS.
+pub(crate) fn no_tls(info: &ConnInfo) -> ReplicationError {
+    ReplicationError::Tls(format!(
+        "the server at {} does not support TLS, but sslmode={}: turn on ssl in the server's configuration, or connect with sslmode=prefer or disable",
+        info.target(),
+        info.sslmode.as_str()
+    ))
 }

@@ -83,6 +83,21 @@ where
     });
 }
 
+/// An I/O error's text, with a hint where it means that what answered is not
+/// a PostgreSQL server (a wrong port: tokio-postgres reports the bytes it
+/// could not parse or the peer closing in the middle of the start-up).
+fn not_postgres_hint(io: &std::io::Error) -> String {
+    let text = io.to_string();
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset, UnexpectedEof};
+    if matches!(io.kind(), UnexpectedEof | BrokenPipe | ConnectionReset)
+        || text.contains("bytes remaining on stream")
+    {
+        format!("{text} (what answered is not a PostgreSQL server, or it closed the connection: check host and port)")
+    } else {
+        text
+    }
+}
+
 /// Sorts a tokio-postgres error into our kinds: server errors by SQLSTATE, I/O failures before
 /// the session existed as unreachable, certificate problems as TLS.
 fn classify(error: tokio_postgres::Error, info: &ConnInfo) -> ConnectError {
@@ -96,10 +111,16 @@ fn classify(error: tokio_postgres::Error, info: &ConnInfo) -> ConnectError {
         }
         Some(io) => ReplicationError::Unreachable {
             target: info.target(),
-            source: std::io::Error::new(io.kind(), io.to_string()),
+            source: std::io::Error::new(io.kind(), not_postgres_hint(io)),
         },
+        // With its causes: tokio-postgres's own text is "error performing TLS handshake".
         None if error.to_string().contains("TLS") || error.to_string().contains("SSL") => {
-            ReplicationError::Tls(error.to_string())
+            let text = SqlError(&error).to_string();
+            if text.contains("does not support TLS") {
+                crate::replication::no_tls(info)
+            } else {
+                ReplicationError::Tls(text)
+            }
         }
         // tokio-postgres reports e.g. "password missing" as a configuration error: only a
         // config change fixes it, like a rejected login.
