@@ -69,7 +69,8 @@ pub async fn run(cli: Cli, mut shutdown: Shutdown) -> Result<Stop, RunError> {
             "--snapshot initial keeps its progress in JetStream or a file: add --nats-server or --snapshot-state-file".into(),
         ));
     }
-    // Nothing exists yet on either server while connecting: a stop request
+    // Nothing has been read or confirmed while connecting (at most the
+    // JetStream stream was created, as the next start would): a stop request
     // (a hanging server holds us up to connect_timeout) ends the run at once.
     let (mut output, nats) = tokio::select! {
         built = build_outputs(&cli, &metrics) => built?,
