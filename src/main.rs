@@ -5,6 +5,8 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::prelude::*;
 use tracing_subscriber::EnvFilter;
 
 use pgoutput_stream::config::{Cli, LogFormat};
@@ -70,12 +72,30 @@ fn init_logging(level: Option<&str>, format: LogFormat) -> Result<(), String> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))
         }
     };
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry();
     match format {
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => registry
+            .with(
+                logs.with_ansi(std::io::stderr().is_terminal())
+                    .with_filter(filter)
+                    .with_filter(filter_fn(without_secrets)),
+            )
+            .init(),
+        LogFormat::Json => registry
+            .with(
+                logs.json()
+                    .with_filter(filter)
+                    .with_filter(filter_fn(without_secrets)),
+            )
+            .init(),
     }
     Ok(())
+}
+
+/// The NATS client's connection code logs the server address (with any
+/// password in it) at debug and its CONNECT message (token, password) at
+/// trace: those lines are never written, whatever the level asked for.
+fn without_secrets(meta: &tracing::Metadata<'_>) -> bool {
+    !(meta.target().starts_with("async_nats::connect") && *meta.level() >= tracing::Level::DEBUG)
 }

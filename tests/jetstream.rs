@@ -407,7 +407,11 @@ fn token_and_user_password_authentication() {
         conf: vec!["authorization { token: \"t0ken-s3cret\" }".into()],
     });
     let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY)");
-    let daemon = s.start(Some(&nats), &["--nats-token", "t0ken-s3cret"]);
+    // At trace level too: the NATS client's own connection logs would show it.
+    let daemon = s.start(
+        Some(&nats),
+        &["--nats-token", "t0ken-s3cret", "--log-level", "trace"],
+    );
     s.sql("INSERT INTO t VALUES (1)");
     daemon.transaction();
     // The stdout line can come before JetStream has stored the messages.

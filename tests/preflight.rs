@@ -183,6 +183,46 @@ fn a_missing_publication_is_named_and_no_slot_is_created() {
 }
 
 #[test]
+fn help_never_shows_the_values_of_variables_that_can_hold_secrets() {
+    let (code, stdout, stderr) = run_to_exit(
+        &["--help"],
+        &[
+            ("PGOUTPUT_STREAM_CONNECTION", "host=x password=pg-s3cret"),
+            ("PGOUTPUT_STREAM_NATS_SERVER", "nats://u:nats-s3cret@x:4222"),
+            ("PGOUTPUT_STREAM_NATS_TOKEN", "t0ken-s3cret"),
+            ("PGOUTPUT_STREAM_NATS_PASSWORD", "pw-s3cret"),
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("PGOUTPUT_STREAM_NATS_SERVER"), "{stdout}");
+    assert!(!stdout.contains("s3cret"), "{stdout}");
+}
+
+#[test]
+fn a_start_lsn_beyond_the_servers_wal_is_refused_before_anything_is_created() {
+    let pg = shared();
+    let db = pg.create_database();
+    pg.psql(&db, "CREATE PUBLICATION pub FOR ALL TABLES");
+    let conn = pg.conninfo(&db);
+    let (code, stdout, stderr) = run(&[
+        "-c",
+        &conn,
+        "-s",
+        "ahead",
+        "-p",
+        "pub",
+        "--create-slot",
+        "--start-lsn",
+        "FFFFFF/0",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty());
+    assert_one_line(&stderr);
+    assert!(stderr.contains("ahead of the server's WAL"), "{stderr}");
+    assert!(!slot_exists(pg, &db, "ahead"), "a slot was created");
+}
+
+#[test]
 fn a_missing_slot_without_create_slot_suggests_the_flag_with_flags_from_the_environment() {
     let pg = shared();
     let db = pg.create_database();

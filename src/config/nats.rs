@@ -23,6 +23,8 @@ pub struct NatsArgs {
     #[arg(
         long = "nats-server",
         env = "PGOUTPUT_STREAM_NATS_SERVER",
+        // A URL can hold credentials: --help shows the variable, not its value.
+        hide_env_values = true,
         value_delimiter = ','
     )]
     pub servers: Vec<String>,

@@ -259,6 +259,9 @@ async fn check_server(
             return Ok(None);
         }
     };
+    if let Some(start) = cli.start_lsn {
+        check_start_lsn(&client, start).await?;
+    }
     let mut waiting = false;
     loop {
         let creation = match (cli.create_slot, cli.snapshot) {
@@ -295,6 +298,35 @@ async fn check_server(
             }
         }
     }
+}
+
+/// Refuses a `--start-lsn` beyond what the server has written: the slot would
+/// be confirmed there at once, and every change until the server got that far
+/// would be skipped for good (before anything is created).
+async fn check_start_lsn(client: &Client, start: Lsn) -> Result<(), RunError> {
+    let row = client
+        .query_one(
+            "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
+             ELSE pg_current_wal_lsn() END)::text",
+            &[],
+        )
+        .await
+        .map_err(|source| {
+            RunError::Preflight(PreflightError::Query {
+                context: "reading the server's WAL position",
+                source,
+            })
+        })?;
+    let end: Option<String> = row.get(0);
+    let Some(end) = end.and_then(|end| end.parse::<Lsn>().ok()) else {
+        return Ok(());
+    };
+    if start > end {
+        return Err(RunError::Usage(format!(
+            "--start-lsn {start} is ahead of the server's WAL ({end}): the slot would skip every change until the server gets there; give a position it has written, or leave --start-lsn out"
+        )));
+    }
+    Ok(())
 }
 
 /// Connect for replication and start streaming from `from`.
