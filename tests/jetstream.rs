@@ -478,6 +478,25 @@ fn token_and_user_password_authentication() {
         ops(&stored)
     );
     assert!(!daemon.stderr().contains("pa55word"));
+    drop(daemon);
+    s.wait_slot_inactive();
+
+    // The same credentials written in the address, percent-encoded where needed.
+    let url = format!("nats://cdc:pa55%77ord@127.0.0.1:{}", nats.port());
+    let daemon = s.start(None, &["--nats-server", &url]);
+    s.sql("INSERT INTO t VALUES (3)");
+    nats.wait_for_messages_until(
+        async_nats::ConnectOptions::with_user_and_password("cdc".into(), "pa55word".into()),
+        STREAM,
+        1,
+        Duration::from_secs(20),
+        |stored| {
+            stored
+                .iter()
+                .any(|m| m.header("Pg-Op") == "insert" && m.json()["new"]["id"] == 3)
+        },
+    );
+    assert!(!daemon.stderr().contains("pa55"), "{}", daemon.stderr());
 }
 
 #[test]

@@ -311,6 +311,22 @@ fn check_server_url(url: &str) -> Result<(), JetStreamSetupError> {
     Ok(())
 }
 
+/// Credentials written in a server address (`nats://user:password@host`, or
+/// `nats://token@host`), percent-decoded: the NATS client would connect
+/// without them. The `--nats-*` credential flags take precedence.
+fn url_credentials(servers: &[String]) -> Option<(String, Option<String>)> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    servers.iter().find_map(|url| {
+        let addr = url.parse::<async_nats::ServerAddr>().ok()?;
+        let user = addr.username()?;
+        Some((decode(user), addr.password().map(decode)))
+    })
+}
+
 async fn connect_options(
     args: &NatsArgs,
     metrics: Arc<Metrics>,
@@ -332,6 +348,11 @@ async fn connect_options(
         ConnectOptions::with_token(token.clone())
     } else if let (Some(user), Some(password)) = (&args.user, &args.password) {
         ConnectOptions::with_user_and_password(user.clone(), password.clone())
+    } else if let Some((user, password)) = url_credentials(&args.servers) {
+        match password {
+            Some(password) => ConnectOptions::with_user_and_password(user, password),
+            None => ConnectOptions::with_token(user),
+        }
     } else {
         ConnectOptions::new()
     };
@@ -404,7 +425,7 @@ fn reconnect_delay(attempts: usize) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use super::{check_server_url, redact_url};
+    use super::{check_server_url, redact_url, url_credentials};
 
     #[test]
     fn urls_lose_their_credentials_in_logs() {
@@ -420,6 +441,20 @@ mod tests {
         assert_eq!(redact_url("nats:4222"), "nats:4222");
         assert_eq!(redact_url("cdc:s3cret@nats:4222"), "***@nats:4222");
         assert_eq!(redact_url("nats//cdc:s3cret@nats:4222"), "***@nats:4222");
+    }
+
+    #[test]
+    fn credentials_in_an_address_are_decoded_and_used() {
+        let servers = |urls: &[&str]| urls.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+        assert_eq!(url_credentials(&servers(&["nats://host:4222"])), None);
+        assert_eq!(
+            url_credentials(&servers(&["nats://a:4222", "nats://cdc:p%40ss@b:4222"])),
+            Some(("cdc".to_owned(), Some("p@ss".to_owned())))
+        );
+        assert_eq!(
+            url_credentials(&servers(&["t0ken@host"])),
+            Some(("t0ken".to_owned(), None))
+        );
     }
 
     #[test]
