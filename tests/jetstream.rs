@@ -447,19 +447,18 @@ fn token_and_user_password_authentication() {
     // The killed daemon had most likely not confirmed the first transaction
     // yet, so this one may send it again first: wait for the new row's, not
     // for a count or the next stdout transaction.
-    let is_row_2 = |m: &Stored| m.header("Pg-Op") == "insert" && m.json()["new"]["id"] == 2;
-    let stored = nats.wait_for_messages_until(
-        async_nats::ConnectOptions::with_user_and_password("cdc".into(), "pa55word".into()),
-        STREAM,
-        3,
-        Duration::from_secs(20),
-        |stored| {
+    let is_row =
+        |id: i64| move |m: &Stored| m.header("Pg-Op") == "insert" && m.json()["new"]["id"] == id;
+    let is_row_2 = is_row(2);
+    let as_cdc =
+        || async_nats::ConnectOptions::with_user_and_password("cdc".into(), "pa55word".into());
+    let stored =
+        nats.wait_for_messages_until(as_cdc(), STREAM, 3, Duration::from_secs(20), |stored| {
             stored
                 .iter()
                 .position(is_row_2)
                 .is_some_and(|at| stored[at..].iter().any(|m| m.header("Pg-Op") == "commit"))
-        },
-    );
+        });
     let row_2 = stored.iter().position(is_row_2).unwrap();
     let begin = stored[..row_2]
         .iter()
@@ -485,17 +484,9 @@ fn token_and_user_password_authentication() {
     let url = format!("nats://cdc:pa55%77ord@127.0.0.1:{}", nats.port());
     let daemon = s.start(None, &["--nats-server", &url]);
     s.sql("INSERT INTO t VALUES (3)");
-    nats.wait_for_messages_until(
-        async_nats::ConnectOptions::with_user_and_password("cdc".into(), "pa55word".into()),
-        STREAM,
-        1,
-        Duration::from_secs(20),
-        |stored| {
-            stored
-                .iter()
-                .any(|m| m.header("Pg-Op") == "insert" && m.json()["new"]["id"] == 3)
-        },
-    );
+    nats.wait_for_messages_until(as_cdc(), STREAM, 1, Duration::from_secs(20), |stored| {
+        stored.iter().any(is_row(3))
+    });
     assert!(!daemon.stderr().contains("pa55"), "{}", daemon.stderr());
 }
 
