@@ -405,3 +405,25 @@ fn a_stream_deleted_while_running_holds_the_slot_until_it_is_back_and_nothing_is
     s.wait_confirmed_past(&s.wal_position(), Duration::from_secs(30));
     drop(daemon);
 }
+
+#[test]
+fn a_publication_dropped_behind_the_slot_ends_the_run_with_the_way_out() {
+    let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY)");
+    let daemon = s.start(None, &[]);
+    s.sql("INSERT INTO t VALUES (1)");
+    daemon.transaction();
+    s.sql("DROP PUBLICATION pub");
+    s.sql("INSERT INTO t VALUES (2)");
+    s.sql("CREATE PUBLICATION pub FOR ALL TABLES");
+    let (status, stderr) = daemon.wait(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    assert!(stderr.contains("drop the slot"), "{stderr}");
+    // A restart finds the publication at start-up, and decoding fails the same
+    // way: the explanation comes again, as the last line.
+    s.wait_slot_inactive();
+    let (code, _, stderr) = s.run_to_exit(None, &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let last = stderr.trim().lines().last().unwrap_or_default();
+    assert!(last.contains("move the slot past its creation"), "{stderr}");
+}

@@ -236,7 +236,11 @@ fn parse_size_or_off(s: &str) -> Result<CatchUpThreshold, String> {
     if s.trim().eq_ignore_ascii_case("off") {
         return Ok(CatchUpThreshold::Off);
     }
-    parse_size(s).map(CatchUpThreshold::Bytes)
+    match parse_size(s)? {
+        // Nothing is ever less than 0 bytes behind: it would never stream.
+        0 => Err("must be more than 0 (off always streams)".to_owned()),
+        bytes => Ok(CatchUpThreshold::Bytes(bytes)),
+    }
 }
 
 /// Sizes as `16MB`, `512kB`, `1GB` (powers of 1024, as in PostgreSQL) or bytes.
@@ -290,6 +294,9 @@ mod tests {
         assert_eq!(parse_size_or_off("16MB"), Ok(Bytes(16 << 20)));
         assert_eq!(parse_size_or_off("512kB"), Ok(Bytes(512 << 10)));
         assert_eq!(parse_size_or_off("2GB"), Ok(Bytes(2 << 30)));
+        assert!(parse_size_or_off("0").is_err());
+        assert!(parse_size_or_off("0MB").is_err());
+        assert_eq!(parse_size_or_off("1"), Ok(Bytes(1)));
         assert_eq!(parse_size_or_off("1000"), Ok(Bytes(1000)));
         assert_eq!(parse_size_or_off("off"), Ok(Off));
         for bad in ["", "MB", "16 XB", "-1MB", "99999999999999999999GB"] {

@@ -38,6 +38,26 @@ pub enum RunError {
 }
 
 impl RunError {
+    /// The server's `publication "..." does not exist` while decoding, after
+    /// the start-up check found it: the publication was dropped (and perhaps
+    /// created again) behind the slot, and decoding reads the catalog as of
+    /// each change, where it is missing. Restarting cannot help; the text says what does.
+    pub(super) fn explain_recreated_publication(self) -> RunError {
+        match self {
+            RunError::Replication(ReplicationError::Server { code, message })
+                if code == "42704" && message.starts_with("publication ") =>
+            {
+                RunError::Replication(ReplicationError::Server {
+                    code,
+                    message: format!(
+                        "{message} at the slot's position: it was dropped (and perhaps created again) since, and decoding reads the catalog as of each change, so restarting cannot help; create it if it is missing, then drop the slot and start with --create-slot (and --snapshot initial), or move the slot past its creation (docs/operations.md, \"Publication dropped and created again\")"
+                    ),
+                })
+            }
+            other => other,
+        }
+    }
+
     /// 2 for usage and configuration errors, 1 for runtime failures.
     pub fn exit_code(&self) -> u8 {
         let configuration = match self {

@@ -234,7 +234,7 @@ async fn stream(
                     close_outputs(output, cli.shutdown_timeout).await;
                 }
                 info!(message = "Stopped.", confirmed_lsn = %confirmed);
-                return Err(err);
+                return Err(err.explain_recreated_publication());
             }
             Ok(stop) => {
                 info!(message = "Stopped.", confirmed_lsn = %confirmed);
