@@ -319,6 +319,16 @@ fn scram_login_streams_and_never_logs_the_password() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("password"), "{stderr}");
     assert!(!stderr.contains("wrong-password"), "{stderr}");
+
+    // No password anywhere: the line says where one can come from.
+    let home = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run_to_exit(
+        &["-c", &conn, "-s", "scram_slot", "-p", "pub"],
+        &[("HOME", home.path().to_str().unwrap())],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_one_line(&stderr);
+    assert!(stderr.contains("PGPASSWORD"), "{stderr}");
 }
 
 #[test]

@@ -300,14 +300,20 @@ fn password(info: &ConnInfo) -> Result<&[u8], ReplicationError> {
     info.password
         .as_deref()
         .map(str::as_bytes)
-        .ok_or_else(|| ReplicationError::Auth {
-            code: String::new(),
-            message: format!(
-                "the server requires a password for user {:?}, but none was given \
-                 (password=, PGPASSWORD or ~/.pgpass)",
-                info.user
-            ),
-        })
+        .ok_or_else(|| no_password(info))
+}
+
+/// The server asked for a password and the connection string, PGPASSWORD and
+/// the password file gave none.
+pub(crate) fn no_password(info: &ConnInfo) -> ReplicationError {
+    ReplicationError::Auth {
+        code: String::new(),
+        message: format!(
+            "the server requires a password for user {:?}, but none was given: add password=... \
+             to --connection, set PGPASSWORD, or add a ~/.pgpass entry (mode 0600)",
+            info.user
+        ),
+    }
 }
 
 fn scram_error(e: std::io::Error) -> ReplicationError {

@@ -11,6 +11,7 @@ mod stream;
 pub(crate) mod tls;
 mod wire;
 
+pub(crate) use connection::no_password;
 pub use connection::{quote_identifier, ReplicationConnection, SystemInfo, OUTPUT_SETTINGS};
 pub use error::ReplicationError;
 pub use stream::{ReplicationMessage, ReplicationStream};

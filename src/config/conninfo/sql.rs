@@ -124,10 +124,17 @@ fn classify(error: tokio_postgres::Error, info: &ConnInfo) -> ConnectError {
         }
         // tokio-postgres reports e.g. "password missing" as a configuration error: only a
         // config change fixes it, like a rejected login.
-        None if error.to_string().starts_with("invalid configuration") => ReplicationError::Auth {
-            code: String::new(),
-            message: error.to_string(),
-        },
+        None if error.to_string().starts_with("invalid configuration") => {
+            let text = SqlError(&error).to_string();
+            if text.contains("password missing") {
+                crate::replication::no_password(info)
+            } else {
+                ReplicationError::Auth {
+                    code: String::new(),
+                    message: text,
+                }
+            }
+        }
         None => ReplicationError::Protocol(error.to_string()),
     }
 }
