@@ -183,6 +183,61 @@ fn a_missing_publication_is_named_and_no_slot_is_created() {
 }
 
 #[test]
+fn configuration_mistakes_found_before_connecting_are_one_line_and_exit_2() {
+    let pg = shared();
+    let db = pg.create_database();
+    pg.psql(&db, "CREATE PUBLICATION pub FOR ALL TABLES");
+    let conn = pg.conninfo(&db);
+    let base = [
+        "-c",
+        conn.as_str(),
+        "-s",
+        "early",
+        "-p",
+        "pub",
+        "--create-slot",
+    ];
+    for (extra, expected) in [
+        (
+            &[
+                "--snapshot",
+                "initial",
+                "--snapshot-state-file",
+                "/nonexistent/state.json",
+            ][..],
+            "the directory /nonexistent does not exist",
+        ),
+        (&["--log-level", "verbose"][..], "expected a level"),
+        (&["--metrics-addr", "9187"][..], "e.g. 127.0.0.1:9187"),
+        (&["--catch-up-threshold", "0"][..], "off always streams"),
+    ] {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let (code, stdout, stderr) = run(&args);
+        assert_eq!(code, Some(2), "{extra:?}: {stderr}");
+        assert!(stdout.is_empty());
+        assert!(stderr.contains(expected), "{extra:?}: {stderr}");
+    }
+    assert!(!slot_exists(pg, &db, "early"), "a slot was created");
+}
+
+#[test]
+fn an_unreachable_nats_server_is_named_with_what_to_check() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pg = shared();
+    let db = pg.create_database();
+    let conn = pg.conninfo(&db);
+    let nats = format!("nats://127.0.0.1:{port}");
+    let (code, _, stderr) = run(&["-c", &conn, "-s", "s", "-p", "p", "--nats-server", &nats]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_one_line(&stderr);
+    assert!(stderr.contains("check --nats-server"), "{stderr}");
+}
+
+#[test]
 fn help_never_shows_the_values_of_variables_that_can_hold_secrets() {
     let (code, stdout, stderr) = run_to_exit(
         &["--help"],

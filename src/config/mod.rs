@@ -82,7 +82,7 @@ pub struct Cli {
     pub slot: String,
 
     /// Publication whose tables are streamed.
-    #[arg(short = 'p', long, env = "PGOUTPUT_STREAM_PUBLICATION")]
+    #[arg(short = 'p', long, env = "PGOUTPUT_STREAM_PUBLICATION", value_parser = parse_publication)]
     pub publication: String,
 
     /// Create the slot (plugin pgoutput) if it does not exist.
@@ -116,7 +116,7 @@ pub struct Cli {
 
     /// Log level or filter (error, warn, info, debug, trace, or a tracing filter such as
     /// `pgoutput_stream=debug`); RUST_LOG is used when this is not given.
-    #[arg(long, env = "PGOUTPUT_STREAM_LOG_LEVEL")]
+    #[arg(long, env = "PGOUTPUT_STREAM_LOG_LEVEL", value_parser = parse_log_level)]
     pub log_level: Option<String>,
 
     /// Format of the log lines on stderr.
@@ -143,8 +143,8 @@ pub struct Cli {
     pub shutdown_timeout: Duration,
 
     /// Serve Prometheus metrics (/metrics) and health checks (/healthz, /readyz) on this
-    /// address, e.g. 127.0.0.1:9187. Off by default.
-    #[arg(long, env = "PGOUTPUT_STREAM_METRICS_ADDR", value_name = "ADDR")]
+    /// address, e.g. 127.0.0.1:9187, localhost:9187 or :9187 (every interface). Off by default.
+    #[arg(long, env = "PGOUTPUT_STREAM_METRICS_ADDR", value_name = "ADDR", value_parser = parse_listen_addr)]
     pub metrics_addr: Option<std::net::SocketAddr>,
 
     /// Write a tiny non-transactional logical message (prefix `pgoutput-stream.heartbeat`,
@@ -199,6 +199,45 @@ fn parse_slot_name(s: &str) -> Result<String, String> {
 }
 
 /// Durations as `250ms`, `10s`, `5m` or a bare number of seconds.
+fn parse_publication(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("a publication name is required".to_owned());
+    }
+    Ok(s.to_owned())
+}
+
+/// A level, or a filter: a bare word that is not a level would be taken for
+/// a module name and silence every line.
+fn parse_log_level(s: &str) -> Result<String, String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let bare_word = !s.contains(['=', ',', ':']);
+    if bare_word
+        && !LEVELS
+            .iter()
+            .any(|level| level.eq_ignore_ascii_case(s.trim()))
+    {
+        return Err(format!(
+            "expected a level ({}) or a filter such as pgoutput_stream=debug",
+            LEVELS.join(", ")
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// `IP:port`, `host:port` (resolved once) or `:port` (every interface).
+fn parse_listen_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let s = s.trim();
+    let full = match s.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => s.to_owned(),
+    };
+    full.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| "expected IP:port, host:port or :port, e.g. 127.0.0.1:9187".to_owned())
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -302,6 +341,31 @@ mod tests {
         for bad in ["", "MB", "16 XB", "-1MB", "99999999999999999999GB"] {
             assert!(parse_size_or_off(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn listen_addresses_take_the_usual_forms() {
+        let addr = |s: &str| parse_listen_addr(s).map(|a| a.to_string());
+        assert_eq!(addr("127.0.0.1:9187").as_deref(), Ok("127.0.0.1:9187"));
+        assert_eq!(addr(":9187").as_deref(), Ok("0.0.0.0:9187"));
+        assert!(addr("localhost:9187").is_ok_and(|a| a.ends_with(":9187")));
+        assert!(addr("9187").is_err());
+        assert!(addr("127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn a_log_level_is_a_level_or_a_filter_not_any_word() {
+        for ok in [
+            "info",
+            "DEBUG",
+            "pgoutput_stream=debug",
+            "info,async_nats=warn",
+            "off",
+        ] {
+            assert_eq!(parse_log_level(ok).as_deref(), Ok(ok));
+        }
+        assert!(parse_log_level("verbose").is_err());
+        assert!(parse_publication("").is_err());
     }
 
     #[test]

@@ -72,6 +72,19 @@ pub async fn run(cli: Cli, mut shutdown: Shutdown) -> Result<Stop, RunError> {
     // Nothing has been read or confirmed while connecting (at most the
     // JetStream stream was created, as the next start would): a stop request
     // (a hanging server holds us up to connect_timeout) ends the run at once.
+    if let Some(path) = &cli.snapshot_state_file {
+        let dir = path
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            return Err(RunError::Usage(format!(
+                "--snapshot-state-file {}: the directory {} does not exist; create it first",
+                path.display(),
+                dir.display()
+            )));
+        }
+    }
     let (mut output, nats) = tokio::select! {
         built = build_outputs(&cli, &metrics) => built?,
         _ = shutdown.wait() => return Ok(stopped_while_starting()),

@@ -120,6 +120,9 @@ impl JetStreamOutput {
                     Kind::Authentication | Kind::AuthorizationViolation => {
                         "the server refused the credentials (authorization violation): check --nats-user/--nats-password, --nats-token, --nats-creds or --nats-nkey".to_owned()
                     }
+                    Kind::Io | Kind::Dns | Kind::TimedOut => {
+                        format!("{e}: is nats-server running there? check --nats-server")
+                    }
                     _ => e.to_string(),
                 };
                 JetStreamSetupError::Connect {
