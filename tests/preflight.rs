@@ -221,6 +221,21 @@ fn configuration_mistakes_found_before_connecting_are_one_line_and_exit_2() {
 }
 
 #[test]
+fn boolean_variables_take_the_usual_spellings() {
+    for value in ["1", "yes", "on", "true"] {
+        let (code, _, stderr) = run_to_exit(
+            &["-c", "host=x", "-s", "s", "-p", "p"],
+            &[("PGOUTPUT_STREAM_NO_STDOUT", value)],
+        );
+        assert_eq!(code, Some(2), "{value}: {stderr}");
+        assert!(
+            stderr.contains("--no-stdout leaves no output target"),
+            "{value}: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn an_unreachable_nats_server_is_named_with_what_to_check() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

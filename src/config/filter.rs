@@ -1,5 +1,6 @@
 //! Which events are published: tables, operations, transaction events.
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
 
 /// An operation that `--ops` can select.
@@ -61,6 +62,6 @@ pub struct FilterArgs {
     pub ops: Vec<Op>,
 
     /// Do not publish begin and commit events.
-    #[arg(long, env = "PGOUTPUT_STREAM_NO_TRANSACTION_EVENTS")]
+    #[arg(long, env = "PGOUTPUT_STREAM_NO_TRANSACTION_EVENTS", value_parser = BoolishValueParser::new())]
     pub no_transaction_events: bool,
 }

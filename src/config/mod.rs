@@ -7,6 +7,7 @@ pub mod nats;
 
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::{Parser, ValueEnum};
 
 use crate::lsn::Lsn;
@@ -86,7 +87,7 @@ pub struct Cli {
     pub publication: String,
 
     /// Create the slot (plugin pgoutput) if it does not exist.
-    #[arg(long, env = "PGOUTPUT_STREAM_CREATE_SLOT")]
+    #[arg(long, env = "PGOUTPUT_STREAM_CREATE_SLOT", value_parser = BoolishValueParser::new())]
     pub create_slot: bool,
 
     /// `initial`: when this run creates the slot, first publish every row of the
@@ -111,7 +112,7 @@ pub struct Cli {
     pub format: Format,
 
     /// Do not write events to stdout.
-    #[arg(long, env = "PGOUTPUT_STREAM_NO_STDOUT")]
+    #[arg(long, env = "PGOUTPUT_STREAM_NO_STDOUT", value_parser = BoolishValueParser::new())]
     pub no_stdout: bool,
 
     /// Log level or filter (error, warn, info, debug, trace, or a tracing filter such as
@@ -129,7 +130,7 @@ pub struct Cli {
 
     /// When the slot is in use by another process, wait and take it over once it is
     /// released, instead of failing: run two instances with this flag for availability.
-    #[arg(long, env = "PGOUTPUT_STREAM_STANDBY")]
+    #[arg(long, env = "PGOUTPUT_STREAM_STANDBY", value_parser = BoolishValueParser::new())]
     pub standby: bool,
 
     /// Longest wait between two attempts to reconnect to PostgreSQL after the
@@ -156,7 +157,7 @@ pub struct Cli {
     /// Have the server stream large in-progress transactions (pgoutput protocol
     /// version 2, PostgreSQL 14+) instead of spilling them to its own disk until
     /// they commit; only committed changes are published, in commit order.
-    #[arg(long, env = "PGOUTPUT_STREAM_STREAMING")]
+    #[arg(long, env = "PGOUTPUT_STREAM_STREAMING", value_parser = BoolishValueParser::new())]
     pub streaming: bool,
 
     /// With --streaming: memory for in-progress transactions' changes; beyond it
