@@ -22,6 +22,8 @@ pub struct FilterError {
 #[derive(Debug, Clone)]
 pub struct Filter {
     include: Option<GlobSet>,
+    /// The `--include-tables` patterns, in the set's order.
+    include_patterns: Vec<String>,
     exclude: Option<GlobSet>,
     ops: Vec<Op>,
     transaction_events: bool,
@@ -35,6 +37,7 @@ impl Default for Filter {
     fn default() -> Self {
         Filter {
             include: None,
+            include_patterns: Vec::new(),
             exclude: None,
             ops: Op::ALL.to_vec(),
             transaction_events: true,
@@ -47,6 +50,7 @@ impl Filter {
     pub fn new(args: &FilterArgs) -> Result<Self, FilterError> {
         Ok(Filter {
             include: globs(&args.include_tables)?,
+            include_patterns: patterns(&args.include_tables),
             exclude: globs(&args.exclude_tables)?,
             ops: args.ops.clone(),
             transaction_events: !args.no_transaction_events,
@@ -81,6 +85,26 @@ impl Filter {
         self.ops.contains(&op) && change.table().is_none_or(|t| self.keeps_table(t))
     }
 
+    /// The `--include-tables` patterns that match none of `tables`
+    /// (`schema.table` names): a mistyped or wrongly cased name publishes nothing.
+    pub fn unmatched_includes(&self, tables: &[String]) -> Vec<&str> {
+        let Some(set) = &self.include else {
+            return Vec::new();
+        };
+        let mut matched = vec![false; self.include_patterns.len()];
+        for table in tables {
+            for index in set.matches(table) {
+                matched[index] = true;
+            }
+        }
+        self.include_patterns
+            .iter()
+            .zip(matched)
+            .filter(|(_, matched)| !matched)
+            .map(|(pattern, _)| pattern.as_str())
+            .collect()
+    }
+
     fn keeps_table(&mut self, table: &Table) -> bool {
         if self.include.is_none() && self.exclude.is_none() {
             return true;
@@ -105,17 +129,24 @@ impl Filter {
     }
 }
 
-fn globs(patterns: &[String]) -> Result<Option<GlobSet>, FilterError> {
-    let patterns: Vec<&str> = patterns
+/// The patterns as given, without blanks.
+fn patterns(given: &[String]) -> Vec<String> {
+    given
         .iter()
         .map(|p| p.trim())
         .filter(|p| !p.is_empty())
-        .collect();
+        .map(str::to_owned)
+        .collect()
+}
+
+fn globs(given: &[String]) -> Result<Option<GlobSet>, FilterError> {
+    let patterns = patterns(given);
     if patterns.is_empty() {
         return Ok(None);
     }
     let mut set = GlobSetBuilder::new();
-    for pattern in patterns {
+    for pattern in &patterns {
+        let pattern = pattern.as_str();
         // `schema.table` always holds a dot: a plain name without one (a
         // forgotten schema) matches nothing and would drop every change.
         if !pattern.contains(['.', '*', '?', '[', '{']) {
@@ -193,6 +224,14 @@ mod tests {
         assert!(!f.keeps(&table("Public", "customers")));
         // Events without a table are not filtered by table.
         assert!(f.keeps(&Change::Begin(tx())));
+    }
+
+    #[test]
+    fn include_patterns_matching_no_table_are_named() {
+        let f = filter(&["--include-tables", "public.Orders,public.cust*,sales.*"]);
+        let tables = ["public.orders".to_owned(), "public.customers".to_owned()];
+        assert_eq!(f.unmatched_includes(&tables), ["public.Orders", "sales.*"]);
+        assert!(filter(&[]).unmatched_includes(&tables).is_empty());
     }
 
     #[test]

@@ -249,3 +249,16 @@ fn a_bad_glob_is_a_usage_error() {
     );
     assert_eq!(s.sql(&slots), "0");
 }
+
+#[test]
+fn an_include_pattern_that_matches_no_published_table_is_warned_about() {
+    let s = Scenario::new(TABLES);
+    let daemon = s.start(None, &["--include-tables", "public.Orders,audit.*"]);
+    // Logged at start-up, before streaming begins.
+    daemon.wait_for_log("Streaming changes.", Duration::from_secs(10));
+    let log = daemon.stderr();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("matches none")).collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(warnings[0].contains("public.Orders"), "{log}");
+    assert!(warnings[0].contains("public.orders"), "{log}");
+}

@@ -98,6 +98,7 @@ pub async fn run(cli: Cli, mut shutdown: Shutdown) -> Result<Stop, RunError> {
             checked.server_version_num
         )));
     }
+    warn_unmatched_includes(&client, &cli.publication, &rules.filter).await;
     let housekeeping = tokio::spawn(housekeeping::run(
         info.clone(),
         Some(client),
@@ -310,6 +311,44 @@ async fn check_server(
                 return Ok(Some((checked, client)));
             }
         }
+    }
+}
+
+/// A warning for each `--include-tables` pattern that matches none of the
+/// publication's tables now (names are compared as they are, case included):
+/// not an error, as tables may join the publication later.
+async fn warn_unmatched_includes(client: &Client, publication: &str, filter: &Filter) {
+    if filter.unmatched_includes(&[]).is_empty() {
+        return;
+    }
+    let tables: Vec<String> = match client
+        .query(
+            "SELECT schemaname || '.' || tablename FROM pg_publication_tables \
+             WHERE pubname = $1 ORDER BY 1",
+            &[&publication],
+        )
+        .await
+    {
+        Ok(rows) => rows.iter().map(|row| row.get(0)).collect(),
+        Err(_) => return,
+    };
+    const SHOWN: usize = 10;
+    for pattern in filter.unmatched_includes(&tables) {
+        let mut listed = tables
+            .iter()
+            .take(SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if tables.len() > SHOWN {
+            listed.push_str(&format!(", and {} more", tables.len() - SHOWN));
+        }
+        warn!(
+            message = "An --include-tables pattern matches none of the publication's tables; names are schema.table, case included.",
+            pattern,
+            publication,
+            tables = %listed,
+        );
     }
 }
 
