@@ -22,6 +22,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn main() -> ExitCode {
     // clap exits with code 2 on usage errors.
     let cli = Cli::parse();
+    let log_format = cli.log_format;
     if let Err(err) = init_logging(cli.log_level.as_deref(), cli.log_format) {
         eprintln!("pgoutput-stream: invalid --log-level: {err}");
         return ExitCode::from(2);
@@ -52,7 +53,16 @@ fn main() -> ExitCode {
     match outcome {
         Ok(_) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("pgoutput-stream: {err}");
+            // The last line, in the format of the others: a log shipper
+            // reading JSON lines gets the reason as one of them.
+            match log_format {
+                LogFormat::Text => eprintln!("pgoutput-stream: {err}"),
+                LogFormat::Json => tracing::error!(
+                    message = "pgoutput-stream stopped with an error.",
+                    error = %err,
+                    exit_code = err.exit_code()
+                ),
+            }
             ExitCode::from(err.exit_code())
         }
     }

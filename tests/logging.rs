@@ -47,3 +47,26 @@ fn the_default_level_logs_state_changes_not_events() {
     let after = daemon.stderr().lines().count();
     assert_eq!(before, after, "{}", daemon.stderr());
 }
+
+#[test]
+fn with_json_logs_a_failure_is_a_json_line_too() {
+    let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY)");
+    let slot = format!("{}_missing", s.slot);
+    let args = s.args(None, &["--log-format", "json"]);
+    // Without --create-slot the missing slot fails the start.
+    let args: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "--create-slot")
+        .map(|a| if a == s.slot { slot.as_str() } else { a })
+        .collect();
+    let (code, _, stderr) = support::daemon::run_to_exit(&args, &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    let last: Value = serde_json::from_str(stderr.trim().lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stderr}"));
+    assert_eq!(last["level"], "ERROR");
+    assert!(last["fields"]["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("--create-slot")));
+    assert_eq!(last["fields"]["exit_code"], 2);
+}
