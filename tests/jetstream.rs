@@ -221,6 +221,19 @@ fn an_existing_stream_is_used_as_it_is_and_must_capture_the_prefix() {
         stderr.contains("other.>") && stderr.contains("cdc.>"),
         "{stderr}"
     );
+
+    // A new stream whose subjects another stream already captures: named.
+    let (code, _, stderr) = s.run_to_exit(
+        Some(&nats),
+        &[
+            "--nats-stream",
+            "second",
+            "--nats-subject-prefix",
+            "cdc.shop",
+        ],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--nats-stream mine"), "{stderr}");
 }
 
 #[test]

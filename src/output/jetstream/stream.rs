@@ -50,14 +50,50 @@ pub async fn ensure_stream(
                 duplicate_window: args.duplicate_window,
                 ..Config::default()
             };
-            context
-                .create_stream(config)
-                .await
-                .map_err(|e| setup(e.to_string()))?;
+            if let Err(err) = context.create_stream(config).await {
+                use async_nats::jetstream::context::CreateStreamErrorKind;
+                use async_nats::jetstream::ErrorCode;
+                let overlap = matches!(err.kind(), CreateStreamErrorKind::JetStream(e)
+                    if e.error_code() == ErrorCode::STREAM_SUBJECT_OVERLAP);
+                if overlap {
+                    if let Some((other, subjects)) = overlapping_stream(context, wildcard).await {
+                        return Err(setup(format!(
+                            "its subjects {wildcard} overlap those of stream \"{other}\" ({subjects}): publish into that one with --nats-stream {other}, or choose another --nats-subject-prefix"
+                        )));
+                    }
+                }
+                return Err(setup(err.to_string()));
+            }
             info!(message = "Created the JetStream stream.", stream = %args.stream, subjects = %wildcard);
             Ok(())
         }
         Err(err) => Err(setup(err.to_string())),
+    }
+}
+
+/// The first stream with a subject that overlaps `wildcard`, and its subjects.
+async fn overlapping_stream(context: &Context, wildcard: &str) -> Option<(String, String)> {
+    use futures_util::TryStreamExt;
+    let mut streams = context.streams();
+    while let Ok(Some(info)) = streams.try_next().await {
+        let subjects = &info.config.subjects;
+        if subjects.iter().any(|s| overlaps(s, wildcard)) {
+            return Some((info.config.name.clone(), subjects.join(", ")));
+        }
+    }
+    None
+}
+
+/// Whether some subject matches both patterns.
+fn overlaps(a: &str, b: &str) -> bool {
+    let (mut a, mut b) = (a.split('.'), b.split('.'));
+    loop {
+        match (a.next(), b.next()) {
+            (Some(">"), Some(_)) | (Some(_), Some(">")) => return true,
+            (Some(x), Some(y)) if x == y || x == "*" || y == "*" => {}
+            (None, None) => return true,
+            _ => return false,
+        }
     }
 }
 
@@ -87,7 +123,18 @@ pub fn covers(pattern: &str, wanted: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::covers;
+    use super::{covers, overlaps};
+
+    #[test]
+    fn patterns_overlap_when_one_subject_matches_both() {
+        assert!(overlaps("postgres.>", "postgres.>"));
+        assert!(overlaps("postgres.public.*.*", "postgres.>"));
+        assert!(overlaps(">", "cdc.>"));
+        assert!(overlaps("*.orders.insert", "cdc.>"));
+        assert!(!overlaps("other.>", "postgres.>"));
+        assert!(!overlaps("postgres", "postgres.>"));
+        assert!(!overlaps("a.b", "a.b.c"));
+    }
 
     #[test]
     fn a_pattern_covers_the_prefix_wildcard_only_if_it_matches_everything_under_it() {
