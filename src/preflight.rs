@@ -43,10 +43,15 @@ pub enum PreflightError {
     Encoding { database: String, encoding: String },
     #[error("role \"{0}\" may not start replication: run ALTER ROLE \"{0}\" WITH REPLICATION; as a superuser, or connect as a role that has it")]
     NoReplicationRole(String),
-    #[error("publication \"{publication}\" does not exist in database \"{database}\": create it with CREATE PUBLICATION \"{publication}\" FOR TABLE ... (or FOR ALL TABLES)")]
+    #[error("publication \"{publication}\" does not exist in database \"{database}\": {}", match similar {
+        Some(similar) => format!("there is \"{similar}\" (names are case-sensitive: CREATE PUBLICATION Shop folds to shop); use -p {similar}"),
+        None => format!("create it with CREATE PUBLICATION \"{publication}\" FOR TABLE ... (or FOR ALL TABLES)"),
+    })]
     MissingPublication {
         publication: String,
         database: String,
+        /// A publication whose name differs only in case.
+        similar: Option<String>,
     },
     #[error("replication slot \"{0}\" does not exist: add --create-slot, or create it with SELECT pg_create_logical_replication_slot('{0}', 'pgoutput');")]
     MissingSlot(String),
@@ -125,9 +130,18 @@ pub async fn run(
         .map_err(query_err("looking up the publication"))?
         .is_some();
     if !publication_exists {
+        let similar = client
+            .query_opt(
+                "SELECT pubname::text FROM pg_publication WHERE lower(pubname) = lower($1) LIMIT 1",
+                &[&publication],
+            )
+            .await
+            .map_err(query_err("looking up the publication"))?
+            .map(|row| row.get(0));
         return Err(PreflightError::MissingPublication {
             publication: publication.to_string(),
             database,
+            similar,
         });
     }
 

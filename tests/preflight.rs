@@ -180,6 +180,13 @@ fn a_missing_publication_is_named_and_no_slot_is_created() {
         !slot_exists(pg, &db, "never_made"),
         "a slot was created although the run failed"
     );
+
+    // CREATE PUBLICATION Shop_Pub folds the name to lower case.
+    pg.psql(&db, "CREATE PUBLICATION Shop_Pub FOR ALL TABLES");
+    let (code, _, stderr) = run(&["-c", &conn, "-s", "never_made", "-p", "Shop_Pub"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_one_line(&stderr);
+    assert!(stderr.contains("use -p shop_pub"), "{stderr}");
 }
 
 #[test]

@@ -33,7 +33,8 @@ pub struct NatsArgs {
     #[arg(
         long = "nats-stream",
         default_value = "postgres_replication",
-        env = "PGOUTPUT_STREAM_NATS_STREAM"
+        env = "PGOUTPUT_STREAM_NATS_STREAM",
+        value_parser = parse_stream_name
     )]
     pub stream: String,
 
@@ -148,5 +149,37 @@ impl NatsArgs {
     /// The JetStream output was asked for.
     pub fn enabled(&self) -> bool {
         !self.servers.is_empty()
+    }
+}
+
+/// A JetStream stream name: not empty, and none of the characters the server
+/// refuses in one (it names subjects and files).
+fn parse_stream_name(s: &str) -> Result<String, String> {
+    const REFUSED: &[char] = &['.', '*', '>', '/', '\\'];
+    if s.is_empty() {
+        return Err("a stream name is required".to_owned());
+    }
+    if s.chars()
+        .any(|c| REFUSED.contains(&c) || c.is_whitespace() || c.is_control())
+    {
+        return Err(
+            "a stream name may not hold '.', '*', '>', '/', '\\' or whitespace; e.g. postgres_replication"
+                .to_owned(),
+        );
+    }
+    Ok(s.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_stream_name;
+
+    #[test]
+    fn stream_names_the_server_would_refuse_are_refused_here() {
+        assert!(parse_stream_name("postgres_replication").is_ok());
+        assert!(parse_stream_name("Orders-2").is_ok());
+        for bad in ["", "my.stream", "a b", "x*", "x>", "a/b"] {
+            assert!(parse_stream_name(bad).is_err(), "{bad:?}");
+        }
     }
 }

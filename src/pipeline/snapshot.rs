@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::{pin_mut, TryStreamExt};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::applier::{Applier, Rules};
 use super::{close_outputs, RunError, Stop};
@@ -162,7 +162,8 @@ pub(super) async fn run(
             }
             Some(_) => return Ok(None),
             None => {
-                info!(
+                // --snapshot initial asked for one: that it is not taken is worth a warning.
+                warn!(
                     message = "The slot already exists and no snapshot of it is recorded: streaming changes only (drop the slot to take an initial snapshot).",
                     slot,
                 );
