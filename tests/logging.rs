@@ -70,3 +70,21 @@ fn with_json_logs_a_failure_is_a_json_line_too() {
         .is_some_and(|e| e.contains("--create-slot")));
     assert_eq!(last["fields"]["exit_code"], 2);
 }
+
+#[test]
+fn flags_this_configuration_never_uses_are_warned_about() {
+    let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY)");
+    let daemon = s.start(None, &["--nats-token", "t0ken", "--ops", "read"]);
+    let log = daemon.stderr();
+    let ignored: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("A flag has no effect"))
+        .collect();
+    assert_eq!(ignored.len(), 2, "{log}");
+    assert!(
+        ignored[0].contains("--nats-token (no --nats-server)"),
+        "{log}"
+    );
+    assert!(ignored[1].contains("--ops read"), "{log}");
+    assert!(!log.contains("t0ken"), "the token was logged: {log}");
+}

@@ -72,6 +72,12 @@ pub async fn run(cli: Cli, mut shutdown: Shutdown) -> Result<Stop, RunError> {
     // Nothing has been read or confirmed while connecting (at most the
     // JetStream stream was created, as the next start would): a stop request
     // (a hanging server holds us up to connect_timeout) ends the run at once.
+    for ignored in ignored_flags(&cli) {
+        warn!(
+            message = "A flag has no effect in this configuration.",
+            flag = ignored
+        );
+    }
     if let Some(path) = &cli.snapshot_state_file {
         let dir = path
             .parent()
@@ -312,6 +318,35 @@ async fn check_server(
             }
         }
     }
+}
+
+/// Flags given that this configuration never uses, with why: a forgotten
+/// `--nats-server` or `--snapshot initial` would otherwise go unnoticed.
+fn ignored_flags(cli: &Cli) -> Vec<&'static str> {
+    let nats = &cli.nats;
+    let mut ignored = Vec::new();
+    if !nats.enabled() {
+        for (given, flag) in [
+            (nats.token.is_some(), "--nats-token (no --nats-server)"),
+            (nats.user.is_some(), "--nats-user (no --nats-server)"),
+            (nats.creds.is_some(), "--nats-creds (no --nats-server)"),
+            (nats.nkey.is_some(), "--nats-nkey (no --nats-server)"),
+            (nats.tls_ca.is_some(), "--nats-tls-ca (no --nats-server)"),
+        ] {
+            if given {
+                ignored.push(flag);
+            }
+        }
+    }
+    if cli.snapshot != SnapshotMode::Initial {
+        if cli.snapshot_state_file.is_some() {
+            ignored.push("--snapshot-state-file (no --snapshot initial)");
+        }
+        if cli.filter.ops == [crate::config::filter::Op::Read] {
+            ignored.push("--ops read: only snapshot rows, and no --snapshot initial, so nothing is published");
+        }
+    }
+    ignored
 }
 
 /// A warning for each `--include-tables` pattern that matches none of the
