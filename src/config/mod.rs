@@ -239,20 +239,15 @@ fn parse_listen_addr(s: &str) -> Result<std::net::SocketAddr, String> {
         .ok_or_else(|| "expected IP:port, host:port or :port, e.g. 127.0.0.1:9187".to_owned())
 }
 
+/// Durations as `500ms`, `10s`, `5m`, `1h30m`, `2days` (humantime's syntax),
+/// or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: use e.g. 500ms, 10s or 5m"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("invalid duration {s:?}: use e.g. 500ms, 10s or 5m")),
+    if let Ok(seconds) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
     }
+    humantime::parse_duration(s)
+        .map_err(|_| format!("invalid duration {s:?}: use e.g. 500ms, 10s, 5m or 1h30m"))
 }
 
 /// Whether the tables' existing rows are published first.
@@ -283,18 +278,21 @@ fn parse_size_or_off(s: &str) -> Result<CatchUpThreshold, String> {
     }
 }
 
-/// Sizes as `16MB`, `512kB`, `1GB` (powers of 1024, as in PostgreSQL) or bytes.
+/// Sizes as `16MB`, `512kB`, `1GB`, `1TB` (powers of 1024, as in PostgreSQL;
+/// any case, `MiB` too) or bytes.
 fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let invalid = || format!("invalid size {s:?}: use e.g. 16MB, 512kB, 1GB or off");
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num.parse().map_err(|_| invalid())?;
-    let scale: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "kB" | "KB" => 1 << 10,
-        "MB" => 1 << 20,
-        "GB" => 1 << 30,
+    // Any case, with or without the binary "i": all are powers of 1024.
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "kib" => 1 << 10,
+        "mb" | "mib" => 1 << 20,
+        "gb" | "gib" => 1 << 30,
+        "tb" | "tib" => 1 << 40,
         _ => return Err(invalid()),
     };
     n.checked_mul(scale).ok_or_else(invalid)
@@ -337,6 +335,9 @@ mod tests {
         assert!(parse_size_or_off("0").is_err());
         assert!(parse_size_or_off("0MB").is_err());
         assert_eq!(parse_size_or_off("1"), Ok(Bytes(1)));
+        assert_eq!(parse_size_or_off("16mb"), Ok(Bytes(16 << 20)));
+        assert_eq!(parse_size_or_off("16MiB"), Ok(Bytes(16 << 20)));
+        assert_eq!(parse_size_or_off("1TB"), Ok(Bytes(1 << 40)));
         assert_eq!(parse_size_or_off("1000"), Ok(Bytes(1000)));
         assert_eq!(parse_size_or_off("off"), Ok(Off));
         for bad in ["", "MB", "16 XB", "-1MB", "99999999999999999999GB"] {
@@ -402,6 +403,8 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2days"), Ok(Duration::from_secs(172_800)));
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_positive_duration("0s").is_err());
