@@ -59,7 +59,7 @@ fn main() -> ExitCode {
                 LogFormat::Text => eprintln!("pgoutput-stream: {err}"),
                 LogFormat::Json => tracing::error!(
                     message = "pgoutput-stream stopped with an error.",
-                    error = %err,
+                    error = err.to_string(),
                     exit_code = err.exit_code()
                 ),
             }

@@ -170,7 +170,10 @@ impl Metrics {
             .set(since.elapsed().as_secs_f64());
         let mut out = String::new();
         if let Err(err) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
-            warn!(message = "Could not encode the metrics.", error = %err);
+            warn!(
+                message = "Could not encode the metrics.",
+                error = err.to_string()
+            );
         }
         out
     }
@@ -188,7 +191,10 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<(
     info!(message = "Serving metrics.", addr = %listener.local_addr()?);
     tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, app).await {
-            warn!(message = "The metrics server stopped.", error = %err);
+            warn!(
+                message = "The metrics server stopped.",
+                error = err.to_string()
+            );
         }
     });
     Ok(())

@@ -100,7 +100,10 @@ impl<'a> SqlSource<'a> {
                     .collect(),
             }),
             Err(err) => {
-                warn!(message = "Cannot open a SQL session to catch up; streaming instead.", error = %err);
+                warn!(
+                    message = "Cannot open a SQL session to catch up; streaming instead.",
+                    error = err.to_string()
+                );
                 None
             }
         }
@@ -518,7 +521,11 @@ pub(super) async fn catch_up<O: OutputTarget + ?Sized>(
                         cursors.insert(opened)
                     }
                     Err(CursorError::Connect(err)) => {
-                        warn!(message = "Cannot open the SQL sessions to catch up; streaming instead.", error = %err);
+                        warn!(
+                            message =
+                                "Cannot open the SQL sessions to catch up; streaming instead.",
+                            error = err.to_string()
+                        );
                         return Ok(CatchUp::Stream(confirmed));
                     }
                     Err(CursorError::Sql(err)) => return Ok(sql_failed(err, confirmed)),
@@ -627,7 +634,10 @@ async fn stop_requested<O: OutputTarget + ?Sized>(
         match source.advance(durable).await {
             Ok(()) => durable,
             Err(err) => {
-                warn!(message = "Could not confirm the last position.", error = %SqlError(&err));
+                warn!(
+                    message = "Could not confirm the last position.",
+                    error = SqlError(&err).to_string()
+                );
                 confirmed
             }
         }
@@ -644,10 +654,13 @@ fn sql_failed(err: tokio_postgres::Error, confirmed: Lsn) -> CatchUp {
     if err.code() == Some(&SqlState::CONFIGURATION_LIMIT_EXCEEDED) {
         warn!(
             message = "Catching up through SQL needs two free replication slots for its temporary copies; raise max_replication_slots. Streaming instead.",
-            error = %SqlError(&err)
+            error = SqlError(&err).to_string()
         );
     } else {
-        warn!(message = "Catching up through SQL failed; streaming instead.", error = %SqlError(&err));
+        warn!(
+            message = "Catching up through SQL failed; streaming instead.",
+            error = SqlError(&err).to_string()
+        );
     }
     CatchUp::Stream(confirmed)
 }

@@ -42,7 +42,7 @@ pub async fn run(
             // The slot's lock went with the old session.
             if let Some(sql) = client.as_ref() {
                 if let Err(err) = preflight::claim_slot(sql, &slot).await {
-                    warn!(message = "Could not lock the slot again after reconnecting; a standby may take over.", error = %err);
+                    warn!(message = "Could not lock the slot again after reconnecting; a standby may take over.", error = err.to_string());
                 }
             }
         }
@@ -71,7 +71,10 @@ pub async fn run(
         match result {
             Ok(()) => warned = false,
             Err(err) if !warned => {
-                warn!(message = "Query on the SQL connection failed; retrying later.", error = %SqlError(&err));
+                warn!(
+                    message = "Query on the SQL connection failed; retrying later.",
+                    error = SqlError(&err).to_string()
+                );
                 warned = true;
             }
             Err(_) => {}

@@ -237,7 +237,7 @@ async fn stream(
                 let delay = backoff.next_delay();
                 warn!(
                     message = "Replication connection lost; reconnecting.",
-                    error = %err,
+                    error = err.to_string(),
                     retry_in_ms = delay.as_millis() as u64,
                     resume_from = %confirmed,
                 );
@@ -300,7 +300,7 @@ async fn check_server(
                 if !waiting {
                     info!(
                         message = "Replication slot is in use by another process; standing by to take over.",
-                        slot = %slot,
+                        slot = slot.to_string(),
                         pid,
                     );
                     waiting = true;
@@ -312,7 +312,10 @@ async fn check_server(
             Err(err) => return Err(RunError::Preflight(err)),
             Ok(checked) => {
                 if waiting {
-                    info!(message = "Replication slot released; taking over.", slot = %cli.slot);
+                    info!(
+                        message = "Replication slot released; taking over.",
+                        slot = cli.slot.to_string()
+                    );
                 }
                 return Ok(Some((checked, client)));
             }
@@ -382,7 +385,7 @@ async fn warn_unmatched_includes(client: &Client, publication: &str, filter: &Fi
             message = "An --include-tables pattern matches none of the publication's tables; names are schema.table, case included.",
             pattern,
             publication,
-            tables = %listed,
+            tables = listed.to_string(),
         );
     }
 }
@@ -431,7 +434,7 @@ async fn open_stream(run: &Run<'_>, from: Lsn, first: bool) -> Result<Replicatio
     if first {
         info!(
             message = "Connected to PostgreSQL.",
-            server = %info,
+            server = info.to_string(),
             server_version = checked.server_version_num,
             system_id = %system.systemid,
             timeline = system.timeline,
@@ -446,8 +449,8 @@ async fn open_stream(run: &Run<'_>, from: Lsn, first: bool) -> Result<Replicatio
         .map_err(RunError::Replication)?;
     info!(
         message = "Streaming changes.",
-        slot = %cli.slot,
-        publication = %cli.publication,
+        slot = cli.slot.to_string(),
+        publication = cli.publication.to_string(),
         from_lsn = %from,
     );
     Ok(stream)
@@ -511,7 +514,10 @@ async fn sleep_or_stop(delay: Duration, shutdown: &mut Shutdown) -> bool {
 async fn close_outputs<O: OutputTarget + ?Sized>(output: &mut O, timeout: Duration) {
     match tokio::time::timeout(timeout, output.close()).await {
         Ok(Ok(())) => {}
-        Ok(Err(err)) => warn!(message = "Could not flush outputs while stopping.", error = %err),
+        Ok(Err(err)) => warn!(
+            message = "Could not flush outputs while stopping.",
+            error = err.to_string()
+        ),
         Err(_) => warn!(message = "Outputs did not finish within the shutdown timeout."),
     }
 }

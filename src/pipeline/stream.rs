@@ -124,7 +124,7 @@ impl<'a, O: OutputTarget + ?Sized> Streamer<'a, O> {
             match tokio::time::timeout(timeout, applier.output.close()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => {
-                    warn!(message = "Could not flush outputs while stopping.", error = %err)
+                    warn!(message = "Could not flush outputs while stopping.", error = err.to_string())
                 }
                 Err(_) => warn!(
                     message = "Outputs did not finish within the shutdown timeout; the rest is sent again on restart."
@@ -140,10 +140,16 @@ impl<'a, O: OutputTarget + ?Sized> Streamer<'a, O> {
         );
         if connection_usable {
             if let Err(err) = reader.send_status(false).await {
-                warn!(message = "Could not send the last status update.", error = %err);
+                warn!(
+                    message = "Could not send the last status update.",
+                    error = err.to_string()
+                );
             }
             if let Err(err) = reader.stream.close().await {
-                debug!(message = "Replication connection did not close cleanly.", error = %err);
+                debug!(
+                    message = "Replication connection did not close cleanly.",
+                    error = err.to_string()
+                );
             }
         }
         reader.last_flush_sent

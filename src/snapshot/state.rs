@@ -152,8 +152,8 @@ impl StateStore {
         if let Err(error) = result {
             warn!(
                 message = "Could not delete the snapshot state.",
-                state = %self.describe(slot),
-                %error
+                state = self.describe(slot),
+                error
             );
         }
     }
@@ -176,7 +176,11 @@ async fn sync_dir(dir: &Path) {
         Err(e) => Err(e),
     };
     if let Err(error) = synced {
-        debug!(message = "Could not sync the snapshot state's directory.", dir = %dir.display(), %error);
+        debug!(
+            message = "Could not sync the snapshot state's directory.",
+            dir = dir.display().to_string(),
+            error = error.to_string()
+        );
     }
 }
 

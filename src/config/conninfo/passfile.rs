@@ -29,7 +29,7 @@ pub(super) fn lookup(path: &Path, wanted: &Lookup<'_>) -> Option<String> {
         if meta.permissions().mode() & 0o077 != 0 {
             tracing::warn!(
                 message = "Password file has group or world access; ignoring it. Use chmod 0600.",
-                path = %path.display()
+                path = path.display().to_string()
             );
             return None;
         }

@@ -78,7 +78,10 @@ where
 {
     tokio::spawn(async move {
         if let Err(error) = connection.await {
-            tracing::warn!(message = "SQL connection ended with an error.", error = %SqlError(&error));
+            tracing::warn!(
+                message = "SQL connection ended with an error.",
+                error = SqlError(&error).to_string()
+            );
         }
     });
 }

@@ -136,7 +136,11 @@ impl JetStreamOutput {
             .timeout(Duration::from_secs(5))
             .build(client.clone());
         stream::ensure_stream(&context, args, &subjects.wildcard()).await?;
-        info!(message = "Connected to NATS JetStream.", servers = %servers, stream = %args.stream);
+        info!(
+            message = "Connected to NATS JetStream.",
+            servers = servers.to_string(),
+            stream = args.stream.to_string()
+        );
         metrics.set_nats_connected(true);
 
         let shared = Arc::new(Shared::default());
@@ -244,13 +248,19 @@ impl OutputTarget for JetStreamOutput {
         // Events after the last commit are published too (they will be sent
         // again after a restart; the dedup window drops the copies).
         if let Err(err) = self.flush_batch().await {
-            debug!(message = "Could not hand the last events to the publishing task.", error = %err);
+            debug!(
+                message = "Could not hand the last events to the publishing task.",
+                error = err.to_string()
+            );
         }
         // Dropping the sender lets the task finish the window and end.
         self.items = None;
         if let Some(mut task) = self.task.take() {
             match tokio::time::timeout(CLOSE_TIMEOUT, &mut task).await {
-                Ok(Err(err)) => warn!(message = "JetStream publishing task failed.", error = %err),
+                Ok(Err(err)) => warn!(
+                    message = "JetStream publishing task failed.",
+                    error = err.to_string()
+                ),
                 Ok(Ok(())) => {}
                 Err(_) => {
                     // Unacknowledged events are not confirmed; they are sent again on restart.
@@ -264,7 +274,10 @@ impl OutputTarget for JetStreamOutput {
             }
         }
         if let Err(err) = self.client.drain().await {
-            warn!(message = "Could not drain the NATS connection.", error = %err);
+            warn!(
+                message = "Could not drain the NATS connection.",
+                error = err.to_string()
+            );
         }
         Ok(())
     }
@@ -404,13 +417,16 @@ fn log_event(event: NatsEvent, metrics: &Metrics, last_error: &Mutex<String>) {
             let error = error.to_string();
             let mut last = last_error.lock().unwrap_or_else(|e| e.into_inner());
             if *last == error {
-                debug!(message = "NATS client error.", %error);
+                debug!(message = "NATS client error.", error);
             } else {
-                warn!(message = "NATS client error.", %error);
+                warn!(message = "NATS client error.", error);
                 *last = error;
             }
         }
-        other => warn!(message = "NATS connection event.", event = %other),
+        other => warn!(
+            message = "NATS connection event.",
+            event = other.to_string()
+        ),
     }
 }
 

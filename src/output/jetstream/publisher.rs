@@ -214,7 +214,10 @@ pub async fn run(
     let mut acks = match client.subscribe(format!("{inbox}.*")).await {
         Ok(acks) => acks,
         Err(err) => {
-            warn!(message = "Cannot subscribe to JetStream acknowledgements.", error = %err);
+            warn!(
+                message = "Cannot subscribe to JetStream acknowledgements.",
+                error = err.to_string()
+            );
             return;
         }
     };
@@ -278,7 +281,7 @@ pub async fn run(
                 let subject = window.pending.front().map(|p| p.message.subject.clone());
                 warn!(
                     message = "Publishing to JetStream failed; retrying with the same message id.",
-                    error = %why,
+                    error = why.to_string(),
                     subject = subject.as_deref().unwrap_or_default(),
                     retry_in_ms = delay.as_millis() as u64,
                 );
@@ -364,7 +367,10 @@ async fn publish(client: &Client, message: &Outgoing, reply: String) {
         )
         .await;
     if let Err(err) = result {
-        warn!(message = "Could not hand an event to the NATS connection.", error = %err);
+        warn!(
+            message = "Could not hand an event to the NATS connection.",
+            error = err.to_string()
+        );
     }
 }
 

@@ -30,7 +30,10 @@ pub async fn ensure_stream(
                     wanted: wildcard.to_owned(),
                 });
             }
-            info!(message = "Using the existing JetStream stream.", stream = %args.stream);
+            info!(
+                message = "Using the existing JetStream stream.",
+                stream = args.stream.to_string()
+            );
             Ok(())
         }
         Err(err) if is_not_found(&err) => {
@@ -64,7 +67,11 @@ pub async fn ensure_stream(
                 }
                 return Err(setup(err.to_string()));
             }
-            info!(message = "Created the JetStream stream.", stream = %args.stream, subjects = %wildcard);
+            info!(
+                message = "Created the JetStream stream.",
+                stream = args.stream.to_string(),
+                subjects = wildcard.to_string()
+            );
             Ok(())
         }
         Err(err) => Err(setup(err.to_string())),
