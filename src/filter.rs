@@ -48,10 +48,11 @@ impl Default for Filter {
 
 impl Filter {
     pub fn new(args: &FilterArgs) -> Result<Self, FilterError> {
+        let include_patterns = patterns(&args.include_tables);
         Ok(Filter {
-            include: globs(&args.include_tables)?,
-            include_patterns: patterns(&args.include_tables),
-            exclude: globs(&args.exclude_tables)?,
+            include: globs(&include_patterns)?,
+            include_patterns,
+            exclude: globs(&patterns(&args.exclude_tables))?,
             ops: args.ops.clone(),
             transaction_events: !args.no_transaction_events,
             tables: HashMap::new(),
@@ -83,6 +84,11 @@ impl Filter {
             Change::Message { .. } => Op::Message,
         };
         self.ops.contains(&op) && change.table().is_none_or(|t| self.keeps_table(t))
+    }
+
+    /// Whether `--include-tables` was given.
+    pub fn has_includes(&self) -> bool {
+        self.include.is_some()
     }
 
     /// The `--include-tables` patterns that match none of `tables`
@@ -139,13 +145,13 @@ fn patterns(given: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn globs(given: &[String]) -> Result<Option<GlobSet>, FilterError> {
-    let patterns = patterns(given);
+/// The set of `patterns` (as [`patterns`] gives them); `None` when there are none.
+fn globs(patterns: &[String]) -> Result<Option<GlobSet>, FilterError> {
     if patterns.is_empty() {
         return Ok(None);
     }
     let mut set = GlobSetBuilder::new();
-    for pattern in &patterns {
+    for pattern in patterns {
         let pattern = pattern.as_str();
         // `schema.table` always holds a dot: a plain name without one (a
         // forgotten schema) matches nothing and would drop every change.

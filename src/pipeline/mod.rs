@@ -69,9 +69,6 @@ pub async fn run(cli: Cli, mut shutdown: Shutdown) -> Result<Stop, RunError> {
             "--snapshot initial keeps its progress in JetStream or a file: add --nats-server or --snapshot-state-file".into(),
         ));
     }
-    // Nothing has been read or confirmed while connecting (at most the
-    // JetStream stream was created, as the next start would): a stop request
-    // (a hanging server holds us up to connect_timeout) ends the run at once.
     for ignored in ignored_flags(&cli) {
         warn!(
             message = "A flag has no effect in this configuration.",
@@ -91,6 +88,9 @@ pub async fn run(cli: Cli, mut shutdown: Shutdown) -> Result<Stop, RunError> {
             )));
         }
     }
+    // Nothing has been read or confirmed while connecting (at most the
+    // JetStream stream was created, as the next start would): a stop request
+    // (a hanging server holds us up to connect_timeout) ends the run at once.
     let (mut output, nats) = tokio::select! {
         built = build_outputs(&cli, &metrics) => built?,
         _ = shutdown.wait() => return Ok(stopped_while_starting()),
@@ -300,7 +300,7 @@ async fn check_server(
                 if !waiting {
                     info!(
                         message = "Replication slot is in use by another process; standing by to take over.",
-                        slot = slot.to_string(),
+                        slot = slot.as_str(),
                         pid,
                     );
                     waiting = true;
@@ -314,7 +314,7 @@ async fn check_server(
                 if waiting {
                     info!(
                         message = "Replication slot released; taking over.",
-                        slot = cli.slot.to_string()
+                        slot = cli.slot.as_str()
                     );
                 }
                 return Ok(Some((checked, client)));
@@ -356,7 +356,7 @@ fn ignored_flags(cli: &Cli) -> Vec<&'static str> {
 /// publication's tables now (names are compared as they are, case included):
 /// not an error, as tables may join the publication later.
 async fn warn_unmatched_includes(client: &Client, publication: &str, filter: &Filter) {
-    if filter.unmatched_includes(&[]).is_empty() {
+    if !filter.has_includes() {
         return;
     }
     let tables: Vec<String> = match client
@@ -385,7 +385,7 @@ async fn warn_unmatched_includes(client: &Client, publication: &str, filter: &Fi
             message = "An --include-tables pattern matches none of the publication's tables; names are schema.table, case included.",
             pattern,
             publication,
-            tables = listed.to_string(),
+            tables = listed.as_str(),
         );
     }
 }
@@ -449,8 +449,8 @@ async fn open_stream(run: &Run<'_>, from: Lsn, first: bool) -> Result<Replicatio
         .map_err(RunError::Replication)?;
     info!(
         message = "Streaming changes.",
-        slot = cli.slot.to_string(),
-        publication = cli.publication.to_string(),
+        slot = cli.slot.as_str(),
+        publication = cli.publication.as_str(),
         from_lsn = %from,
     );
     Ok(stream)

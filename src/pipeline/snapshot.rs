@@ -310,7 +310,7 @@ async fn read_table<O: OutputTarget + ?Sized>(
     let failed = |e: &dyn std::fmt::Display| RunError::Snapshot(format!("reading {name}: {e}"));
     info!(
         message = "Snapshot of table started.",
-        table = name.to_string(),
+        table = name.as_str(),
         estimated_rows = table.estimate.max(0),
     );
     let seq = |index| Seq {

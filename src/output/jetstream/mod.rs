@@ -138,8 +138,8 @@ impl JetStreamOutput {
         stream::ensure_stream(&context, args, &subjects.wildcard()).await?;
         info!(
             message = "Connected to NATS JetStream.",
-            servers = servers.to_string(),
-            stream = args.stream.to_string()
+            servers = servers.as_str(),
+            stream = args.stream.as_str()
         );
         metrics.set_nats_connected(true);
 
@@ -306,10 +306,6 @@ pub fn redact_url(url: &str) -> String {
 /// so the typo would show up as a DNS failure on every restart. Other
 /// malformed addresses are refused by the client itself.
 fn check_server_url(url: &str) -> Result<(), JetStreamSetupError> {
-    let invalid = |message: String| JetStreamSetupError::ServerUrl {
-        url: redact_url(url),
-        message,
-    };
     let Ok(addr) = url.parse::<async_nats::ServerAddr>() else {
         return Ok(());
     };
@@ -319,10 +315,13 @@ fn check_server_url(url: &str) -> Result<(), JetStreamSetupError> {
     let parsed = addr.into_inner();
     if !matches!(parsed.path(), "" | "/") || parsed.query().is_some() {
         // The path is not shown: in a typo it can hold a password.
-        return Err(invalid(format!(
-            "it reads as host {:?} followed by a path; a NATS address is nats://host:port (or tls://) with nothing after it",
-            parsed.host_str().unwrap_or_default(),
-        )));
+        return Err(JetStreamSetupError::ServerUrl {
+            url: redact_url(url),
+            message: format!(
+                "it reads as host {:?} followed by a path; a NATS address is nats://host:port (or tls://) with nothing after it",
+                parsed.host_str().unwrap_or_default(),
+            ),
+        });
     }
     Ok(())
 }

@@ -281,7 +281,7 @@ pub async fn run(
                 let subject = window.pending.front().map(|p| p.message.subject.clone());
                 warn!(
                     message = "Publishing to JetStream failed; retrying with the same message id.",
-                    error = why.to_string(),
+                    error = why.as_str(),
                     subject = subject.as_deref().unwrap_or_default(),
                     retry_in_ms = delay.as_millis() as u64,
                 );

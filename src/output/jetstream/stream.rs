@@ -32,7 +32,7 @@ pub async fn ensure_stream(
             }
             info!(
                 message = "Using the existing JetStream stream.",
-                stream = args.stream.to_string()
+                stream = args.stream.as_str()
             );
             Ok(())
         }
@@ -69,8 +69,8 @@ pub async fn ensure_stream(
             }
             info!(
                 message = "Created the JetStream stream.",
-                stream = args.stream.to_string(),
-                subjects = wildcard.to_string()
+                stream = args.stream.as_str(),
+                subjects = wildcard
             );
             Ok(())
         }
