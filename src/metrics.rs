@@ -37,6 +37,7 @@ pub struct Metrics {
     pub bytes_published: Counter,
     pub publish_retries: Counter,
     pub publish_failures: Counter,
+    pub batches: Counter,
     pub inflight: Gauge,
     pub received_lsn: Gauge,
     pub confirmed_lsn: Gauge,
@@ -59,6 +60,7 @@ impl Metrics {
             bytes_published: Counter::default(),
             publish_retries: Counter::default(),
             publish_failures: Counter::default(),
+            batches: Counter::default(),
             inflight: Gauge::default(),
             received_lsn: Gauge::default(),
             confirmed_lsn: Gauge::default(),
@@ -90,6 +92,11 @@ impl Metrics {
             "publish_failures",
             "JetStream publishes that failed or timed out",
             metrics.publish_failures.clone(),
+        );
+        registry.register(
+            "jetstream_batches",
+            "JetStream fast-ingest batches started (events acknowledged by flow acks instead of one by one)",
+            metrics.batches.clone(),
         );
         registry.register(
             "inflight_acks",

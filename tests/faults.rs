@@ -370,6 +370,29 @@ fn a_second_stop_signal_exits_at_once_but_one_signal_delivered_twice_does_not() 
 }
 
 #[test]
+fn nats_restarted_in_the_middle_of_a_batch_loses_and_duplicates_nothing() {
+    let mut nats = TestNats::start();
+    let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY, note text)");
+    let daemon = s.start(Some(&nats), &["--no-stdout"]);
+    s.sql("INSERT INTO t SELECT g, repeat('x', 200) FROM generate_series(1, 40000) g");
+    // Killed while the transaction's batch is being stored: the server
+    // forgets the batch, and the events it had not acknowledged go again.
+    wait_until(Duration::from_secs(60), || {
+        match nats.message_count(STREAM) {
+            n if n >= 4_000 => Ok(()),
+            n => Err(format!("{n} messages stored")),
+        }
+    });
+    nats.pause();
+    std::thread::sleep(Duration::from_secs(1));
+    nats.resume();
+    // Confirmed only once every row is stored; then each is there once.
+    s.wait_confirmed_past(&s.wal_position(), Duration::from_secs(120));
+    assert_every_row_once(&nats, 40_000, Duration::from_secs(10));
+    drop(daemon);
+}
+
+#[test]
 fn a_stream_deleted_while_running_holds_the_slot_until_it_is_back_and_nothing_is_lost() {
     let nats = TestNats::start();
     let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY)");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::nats::{NatsOptions, Stored, TestNats};
 use support::scenario::Scenario;
-use support::wait_until;
+use support::{free_port, http_get, metric, wait_until};
 
 const STREAM: &str = "postgres_replication";
 
@@ -349,6 +349,107 @@ fn replaying_the_same_changes_adds_no_duplicates() {
         "SELECT pg_drop_replication_slot('{}_rewind')",
         s.slot
     ));
+}
+
+/// The stream's configuration as the server reports it (with the fields
+/// async-nats does not know).
+fn raw_stream_config(nats: &TestNats, stream: &str) -> Value {
+    nats.with_client(async_nats::ConnectOptions::new(), async |js| {
+        let info: Value = js
+            .request(format!("STREAM.INFO.{stream}"), &json!({}))
+            .await
+            .expect("stream info");
+        info["config"].clone()
+    })
+}
+
+/// Counters from the daemon's metrics endpoint on `port`.
+fn counter(port: u16, name: &str) -> f64 {
+    metric(&http_get(port, "/metrics").1, name).unwrap_or(-1.0)
+}
+
+#[test]
+fn large_transactions_are_published_in_batches_settled_by_flow_acks() {
+    let nats = TestNats::start();
+    let s = Scenario::new("CREATE TABLE t (id int PRIMARY KEY, note text)");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let daemon = s.start(Some(&nats), &["--no-stdout", "--metrics-addr", &addr]);
+    assert_eq!(
+        raw_stream_config(&nats, STREAM)["allow_batched"],
+        true,
+        "a stream the daemon creates takes batches"
+    );
+    s.sql("INSERT INTO t SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g");
+    let end = s.wal_position();
+    // begin, relation, 20,000 inserts, commit.
+    s.wait_confirmed_past(&end, Duration::from_secs(120));
+    let stored = nats.messages(STREAM);
+    assert_eq!(stored.len(), 20_003);
+    let ids = stored_ids(&stored);
+    let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "a message stored twice");
+    let rows: Vec<i64> = stored
+        .iter()
+        .filter(|m| m.header("Pg-Op") == "insert")
+        .map(|m| m.json()["new"]["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        rows,
+        (1..=20_000).collect::<Vec<_>>(),
+        "rows in commit order"
+    );
+    let batches = counter(port, "pgoutput_stream_jetstream_batches_total");
+    assert!(batches >= 1.0, "no batch was used: {batches}");
+    assert_eq!(counter(port, "pgoutput_stream_publish_failures_total"), 0.0);
+    // A single-row transaction is not worth a batch: published with its own ack.
+    s.sql("INSERT INTO t VALUES (0, 'one')");
+    s.wait_confirmed_past(&s.wal_position(), Duration::from_secs(30));
+    // pgoutput sends the relation again when its cache was invalidated (an
+    // autovacuum after the large insert does that).
+    let added: Vec<String> = ops(&nats.messages(STREAM)[20_003..])
+        .into_iter()
+        .filter(|op| op != "relation")
+        .collect();
+    assert_eq!(added, ["begin", "insert", "commit"]);
+    assert_eq!(
+        counter(port, "pgoutput_stream_jetstream_batches_total"),
+        batches
+    );
+    drop(daemon);
+    s.wait_slot_inactive();
+
+    // A stream that exists without allow_batched is used as it is: every
+    // event with its own ack, and a line saying what batches would save.
+    nats.with_client(async_nats::ConnectOptions::new(), async |js| {
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "plain".into(),
+            subjects: vec!["plain.>".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("create stream");
+    });
+    let args = [
+        "--no-stdout",
+        "--metrics-addr",
+        &addr,
+        "--nats-stream",
+        "plain",
+        "--nats-subject-prefix",
+        "plain",
+    ];
+    let daemon = s.start(Some(&nats), &args);
+    daemon.wait_for_log("allow_batched", Duration::from_secs(10));
+    s.sql("INSERT INTO t SELECT g, 'y' FROM generate_series(20001, 25000) g");
+    s.wait_confirmed_past(&s.wal_position(), Duration::from_secs(120));
+    assert_eq!(nats.message_count("plain"), 5_003);
+    assert_eq!(
+        counter(port, "pgoutput_stream_jetstream_batches_total"),
+        0.0
+    );
+    assert_ne!(raw_stream_config(&nats, "plain")["allow_batched"], true);
+    drop(daemon);
 }
 
 #[test]

@@ -113,6 +113,11 @@ pub struct NatsArgs {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_inflight: u32,
 
+    /// Acknowledge every event on its own, never in JetStream fast-ingest batches.
+    #[arg(long = "nats-no-batch-publish", env = "PGOUTPUT_STREAM_NATS_NO_BATCH_PUBLISH",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_batch_publish: bool,
+
     /// Stream limit when the stream is created: maximum number of messages.
     #[arg(
         long = "nats-max-msgs",

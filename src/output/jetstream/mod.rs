@@ -4,6 +4,7 @@
 //! stream's duplicate window drops replays. Publishing is pipelined: a task
 //! keeps a bounded window of events awaiting their ack (see [`publisher`]).
 
+mod batch;
 mod headers;
 pub mod publisher;
 pub mod stream;
@@ -135,7 +136,10 @@ impl JetStreamOutput {
         let context = ContextBuilder::new()
             .timeout(Duration::from_secs(5))
             .build(client.clone());
-        stream::ensure_stream(&context, args, &subjects.wildcard()).await?;
+        let created = stream::ensure_stream(&context, args, &subjects.wildcard()).await?;
+        let version = client.server_info().version;
+        let batched = !args.no_batch_publish
+            && stream::batched(&context, &args.stream, created, &version).await;
         info!(
             message = "Connected to NATS JetStream.",
             servers = servers.as_str(),
@@ -151,6 +155,7 @@ impl JetStreamOutput {
             client.clone(),
             rx,
             max_inflight,
+            batched,
             shared.clone(),
             metrics,
         ));

@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use async_nats::{Client, Message, Subject, Subscriber};
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
+use super::batch::{self, Batch, Op, Reply, State as BatchState};
 use super::headers::HeaderFields;
 use crate::change::json::{into_string, write_uint};
 use crate::lsn::Lsn;
@@ -34,6 +35,10 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Payload bytes in flight at most (besides the count limit), so large rows
 /// cannot make the window hold gigabytes.
 const MAX_INFLIGHT_BYTES: usize = 64 << 20;
+/// How long the open batch waits for more events once the queue is empty
+/// before it is committed: a backlog arrives in bursts, and every batch costs
+/// a round trip to start and one ack to end.
+const LINGER: Duration = Duration::from_millis(2);
 /// A first failure is logged only if none was in this long.
 const QUIET: Duration = Duration::from_secs(10);
 
@@ -92,6 +97,35 @@ struct Window {
     /// (number of the last event of the unit, its position).
     commits: VecDeque<(u64, Lsn)>,
     bytes: usize,
+    /// Fast-ingest batches with events not yet settled, oldest first; an open
+    /// one is the last.
+    batches: VecDeque<Batch>,
+    next_batch: u64,
+    /// Messages per flow ack to ask for; 0 when events are not batched (the
+    /// stream does not allow it, or refused a batch).
+    flow: u64,
+}
+
+/// Where the next event goes.
+#[derive(Debug, PartialEq)]
+enum Route {
+    /// Published with an ack of its own.
+    Single,
+    /// The first message of a new batch.
+    Start,
+    /// The next message of the open batch.
+    Append,
+    /// Nothing until the open batch hears from the server.
+    Wait,
+}
+
+/// What a reply to a batch message changed.
+#[derive(Debug, Default, PartialEq)]
+struct Heard {
+    /// Some event is newly known stored.
+    stored: bool,
+    /// The stream refused batched publishing.
+    disabled: bool,
 }
 
 /// The subject the ack of event `number` comes back on.
@@ -117,6 +151,130 @@ impl Window {
         Some(&pending.ack)
     }
 
+    /// Set the ack state of events `numbers`; a refusal changes only events
+    /// still waiting (it neither undoes an ack nor hides an earlier reason).
+    fn mark(&mut self, numbers: impl IntoIterator<Item = u64>, state: &AckState) -> bool {
+        let mut changed = false;
+        for number in numbers {
+            let index = number.checked_sub(self.first).map(usize::try_from);
+            let Some(pending) = index
+                .and_then(Result::ok)
+                .and_then(|i| self.pending.get_mut(i))
+            else {
+                continue;
+            };
+            if pending.ack == AckState::Waiting || *state == AckState::Stored {
+                changed |= pending.ack != *state;
+                pending.ack = state.clone();
+            }
+        }
+        changed
+    }
+
+    /// The batch that takes the next events, while it does.
+    fn open_batch(&self) -> Option<&Batch> {
+        self.batches
+            .back()
+            .filter(|b| matches!(b.state, BatchState::Starting | BatchState::Open))
+    }
+
+    /// Where the next event goes; `backlog`: whether more events are queued
+    /// than a batch's start and commit are worth.
+    fn route(&self, backlog: bool) -> Route {
+        match self.batches.back() {
+            // Its second message must wait for the first one's reply; what
+            // comes meanwhile goes out with acks of its own (still in order).
+            Some(b) if b.state == BatchState::Starting => Route::Single,
+            Some(b) if b.state == BatchState::Open => {
+                if b.can_append() {
+                    Route::Append
+                } else {
+                    Route::Wait
+                }
+            }
+            _ if self.flow > 0 && backlog => Route::Start,
+            _ => Route::Single,
+        }
+    }
+
+    /// Record a reply to a batch message.
+    fn batch_replied(&mut self, message: &Message) -> Heard {
+        let mut heard = Heard::default();
+        let Some((number, seq)) = batch::addressee(&self.inbox, &message.subject) else {
+            return heard;
+        };
+        let Some(batch) = self.batches.iter_mut().find(|b| b.number == number) else {
+            return heard;
+        };
+        if batch.state == BatchState::Ended {
+            // Late replies (the server refuses what followed the end).
+            return heard;
+        }
+        let (sent, acked) = (batch.sent, batch.acked);
+        let mut failed = None;
+        match batch::parse_reply(message) {
+            Reply::Flow { seq, msgs } => {
+                if batch.state == BatchState::Starting {
+                    debug!(message = "Batch started.", batch = number, flow = msgs);
+                    batch.state = BatchState::Open;
+                }
+                if msgs > 0 {
+                    batch.flow = msgs;
+                }
+                batch.acked = acked.max(seq.min(sent));
+            }
+            Reply::Gap => {}
+            Reply::Final { count } => {
+                debug!(
+                    message = "Batch ended.",
+                    batch = number,
+                    events = sent,
+                    stored = count
+                );
+                batch.acked = acked.max(count.min(sent));
+                batch.state = BatchState::Ended;
+                failed = Some((
+                    batch.acked + 1,
+                    "the stream ended the batch before storing this event".to_owned(),
+                ));
+            }
+            Reply::Plain => {
+                // Stored as an ordinary publish: the server does not batch.
+                batch.acked = acked.max(seq.min(sent));
+                batch.state = BatchState::Ended;
+                heard.disabled = true;
+            }
+            Reply::Refused { code, why } => {
+                heard.disabled = code == Some(batch::DISABLED);
+                let over = heard.disabled
+                    || batch.state == BatchState::Starting
+                    || matches!(code, Some(batch::UNKNOWN_BATCH));
+                if over {
+                    // Nothing more is stored in it: whatever is not known
+                    // stored goes again.
+                    batch.state = BatchState::Ended;
+                    failed = Some((acked + 1, why));
+                } else if let Some(number) = batch.number_of(seq) {
+                    self.mark([number], &AckState::Failed(why));
+                    return heard;
+                }
+            }
+        }
+        let stored: Vec<u64> = batch.numbers(acked + 1, batch.acked).collect();
+        let lost: Vec<u64> = match &failed {
+            Some((from, _)) => batch.numbers(*from, batch.sent).collect(),
+            None => Vec::new(),
+        };
+        if heard.disabled {
+            self.flow = 0;
+        }
+        heard.stored = self.mark(stored, &AckState::Stored);
+        if let Some((_, why)) = failed {
+            self.mark(lost, &AckState::Failed(why));
+        }
+        heard
+    }
+
     /// Drop the acknowledged prefix; returns the position of the last unit
     /// now completely acknowledged, if one is.
     fn settle(&mut self) -> Option<Lsn> {
@@ -137,6 +295,11 @@ impl Window {
             }
             durable = Some(lsn);
             self.commits.pop_front();
+        }
+        while self.batches.front().is_some_and(|b| {
+            !matches!(b.state, BatchState::Starting | BatchState::Open) && b.end() <= self.first
+        }) {
+            self.batches.pop_front();
         }
         durable
     }
@@ -166,13 +329,7 @@ impl Window {
 /// a sequence, no error) counts as stored.
 fn ack_state(message: &Message) -> AckState {
     if let Some(status) = message.status.filter(|status| !status.is_success()) {
-        let why = match (&message.description, status.as_u16()) {
-            (Some(description), _) => description.clone(),
-            // No stream captures the subject any more (deleted, or its subjects changed).
-            (None, 503) => "no responders (status 503): no JetStream stream captures the subject; was the stream deleted or its subjects changed?".to_owned(),
-            (None, _) => format!("status {status}"),
-        };
-        return AckState::Failed(why);
+        return AckState::Failed(refusal(message, status));
     }
     let payload = &message.payload[..];
     let has = |needle: &[u8]| payload.windows(needle.len()).any(|w| w == needle);
@@ -197,6 +354,16 @@ fn ack_state(message: &Message) -> AckState {
     }
 }
 
+/// Why a reply with a status other than success is not an ack.
+pub(super) fn refusal(message: &Message, status: async_nats::StatusCode) -> String {
+    match (&message.description, status.as_u16()) {
+        (Some(description), _) => description.clone(),
+        // No stream captures the subject any more (deleted, or its subjects changed).
+        (None, 503) => "no responders (status 503): no JetStream stream captures the subject; was the stream deleted or its subjects changed?".to_owned(),
+        (None, _) => format!("status {status}"),
+    }
+}
+
 /// Run until the sender side is dropped and every queued event is acknowledged.
 ///
 /// Items arrive in batches (the output sends one per transaction, or per
@@ -207,12 +374,21 @@ pub async fn run(
     client: Client,
     mut items: mpsc::Receiver<Vec<Item>>,
     max_inflight: usize,
+    batched: bool,
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
 ) {
     let inbox = client.new_inbox();
-    let mut acks = match client.subscribe(format!("{inbox}.*")).await {
-        Ok(acks) => acks,
+    let subscribed = async {
+        let acks = client.subscribe(format!("{inbox}.*")).await?;
+        let replies = match batched {
+            true => Some(client.subscribe(batch::REPLIES).await?),
+            false => None,
+        };
+        Ok::<_, async_nats::SubscribeError>((acks, replies))
+    };
+    let (mut acks, mut replies) = match subscribed.await {
+        Ok(subscriptions) => subscriptions,
         Err(err) => {
             warn!(
                 message = "Cannot subscribe to JetStream acknowledgements.",
@@ -227,24 +403,64 @@ pub async fn run(
         first: 1,
         commits: VecDeque::new(),
         bytes: 0,
+        batches: VecDeque::new(),
+        next_batch: 1,
+        // Two flows in flight leave room in the window for the tail of the previous batch.
+        flow: match batched {
+            true => (max_inflight as u64 / 4).min(batch::FLOW),
+            false => 0,
+        },
     };
     let mut staged: VecDeque<Item> = VecDeque::new();
     let mut failures = 0u32;
     let mut last_warning: Option<Instant> = None;
     let mut open = true;
+    // When the open batch is committed if no more events come.
+    let mut linger: Option<Instant> = None;
     loop {
         // Received items, in order, as far as the window has room. One clock
         // reading for the burst (a reading per event was 3% of the daemon's CPU);
         // the ack deadline is seconds away.
         let now = Instant::now();
+        // What the last wake-up acknowledged makes room first (a final ack
+        // can settle the whole window at once).
+        settle(&mut window, &shared);
+        let backlog = staged.len() >= BATCH || !items.is_empty();
         while (window.pending.len() < max_inflight && window.bytes < MAX_INFLIGHT_BYTES)
             || matches!(staged.front(), Some(Item::Commit(_)))
         {
+            let route = match staged.front() {
+                Some(Item::Publish(_)) => window.route(backlog),
+                _ => Route::Single,
+            };
             match staged.pop_front() {
                 Some(Item::Publish(message)) => {
                     let number = window.next_number();
+                    let reply = match (route, window.batches.back_mut()) {
+                        (Route::Wait, _) => {
+                            staged.push_front(Item::Publish(message));
+                            break;
+                        }
+                        (Route::Start, _) => {
+                            metrics.batches.inc();
+                            let mut batch = Batch::new(
+                                window.next_batch,
+                                number,
+                                message.subject.clone(),
+                                window.flow,
+                            );
+                            window.next_batch += 1;
+                            let reply = batch.next_reply(&window.inbox, Op::Start, number);
+                            window.batches.push_back(batch);
+                            reply
+                        }
+                        (Route::Append, Some(batch)) => {
+                            batch.next_reply(&window.inbox, Op::Append, number)
+                        }
+                        _ => reply_subject(&window.inbox, number),
+                    };
                     metrics.bytes_published.inc_by(message.payload.len() as u64);
-                    publish(&client, &message, reply_subject(&window.inbox, number)).await;
+                    publish(&client, &message, reply).await;
                     window.bytes += message.payload.len();
                     window.pending.push_back(Pending {
                         message,
@@ -259,9 +475,27 @@ pub async fn run(
                 None => break,
             }
         }
-        if let Some(durable) = window.settle() {
-            shared.durable.fetch_max(durable.0, Ordering::Release);
+        // The open batch is committed once the queue is drained (so its tail
+        // is acknowledged now, not when more events come), or when the window
+        // is full and no flow ack is coming to make room.
+        let room = window.pending.len() < max_inflight && window.bytes < MAX_INFLIGHT_BYTES;
+        let drained = staged.is_empty() && items.is_empty();
+        match window.open_batch() {
+            Some(batch) if batch.state == BatchState::Open => {
+                let stuck = !room && !batch.expects_flow_ack();
+                let lingered = linger.is_some_and(|at| Instant::now() >= at);
+                if stuck || (drained && lingered) {
+                    commit_open(&client, &mut window).await;
+                    linger = None;
+                } else if !drained {
+                    linger = None;
+                } else if linger.is_none() {
+                    linger = Some(now + LINGER);
+                }
+            }
+            _ => linger = None,
         }
+        settle(&mut window, &shared);
         let inflight = window.pending.len();
         shared.inflight.store(inflight as u64, Ordering::Relaxed);
         metrics.inflight.set(inflight as i64);
@@ -290,17 +524,24 @@ pub async fn run(
             tokio::time::sleep(delay).await;
             failures = failures.saturating_add(1);
             metrics.publish_failures.inc();
+            // Retries go out with acks of their own, after the open batch is
+            // committed (its final ack settles what it stored).
+            commit_open(&client, &mut window).await;
             republish_failed(&client, &mut window, &metrics).await;
             continue;
         }
         let can_take = open && staged.is_empty();
-        let deadline = window.deadline();
+        let deadline = match (window.deadline(), linger) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let waiting = !window.pending.is_empty();
         tokio::select! {
             batch = items.recv(), if can_take => match batch {
                 Some(batch) => staged.extend(batch),
                 None => open = false,
             },
-            ack = acks.next(), if !window.pending.is_empty() => match ack {
+            ack = acks.next(), if waiting => match ack {
                 Some(ack) => {
                     if window.acked(&ack) == Some(&AckState::Stored) && failures > 0 {
                         info!(message = "JetStream publishing recovered.");
@@ -314,16 +555,80 @@ pub async fn run(
                     return;
                 }
             },
+            reply = next_reply(&mut replies), if waiting => {
+                let mut heard = window.batch_replied(&reply);
+                // Replies that arrived meanwhile, without another wake-up.
+                if let Some(replies) = replies.as_mut() {
+                    while let Some(Some(reply)) = replies.next().now_or_never() {
+                        let more = window.batch_replied(&reply);
+                        heard.stored |= more.stored;
+                        heard.disabled |= more.disabled;
+                    }
+                }
+                if heard.disabled {
+                    info!(message = "The stream does not take batched publishes; every event is acknowledged on its own from now on.");
+                }
+                if heard.stored && failures > 0 {
+                    info!(message = "JetStream publishing recovered.");
+                    failures = 0;
+                }
+            },
             () = sleep_until(deadline), if deadline.is_some() => {}
         }
     }
 }
 
+/// Drop the acknowledged prefix of the window, and advance the durable position.
+fn settle(window: &mut Window, shared: &Shared) {
+    if let Some(durable) = window.settle() {
+        shared.durable.fetch_max(durable.0, Ordering::Release);
+    }
+}
+
 /// Take the acks already received without waiting.
 fn drain_ready(acks: &mut Subscriber, window: &mut Window) {
-    use futures_util::FutureExt;
     while let Some(Some(ack)) = acks.next().now_or_never() {
         window.acked(&ack);
+    }
+}
+
+/// The next reply to a batch message; never, without batches.
+async fn next_reply(replies: &mut Option<Subscriber>) -> Message {
+    match replies {
+        Some(replies) => match replies.next().await {
+            Some(reply) => reply,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Commit the open batch (end of batch, storing nothing), so that its final
+/// ack settles what it stored; a batch still waiting for its first reply is
+/// dropped instead (its one event is retried if it was not stored).
+async fn commit_open(client: &Client, window: &mut Window) {
+    let Window { batches, inbox, .. } = window;
+    let Some(batch) = batches
+        .back_mut()
+        .filter(|b| matches!(b.state, BatchState::Starting | BatchState::Open))
+    else {
+        return;
+    };
+    if batch.state == BatchState::Starting {
+        batch.state = BatchState::Ended;
+        return;
+    }
+    batch.state = BatchState::Committed;
+    let subject = batch.subject.clone();
+    let reply = batch.next_reply(inbox, Op::Commit, 0);
+    if let Err(err) = client
+        .publish_with_reply(subject, reply, Bytes::new())
+        .await
+    {
+        warn!(
+            message = "Could not hand a batch commit to the NATS connection.",
+            error = err.to_string()
+        );
     }
 }
 
@@ -385,15 +690,7 @@ mod tests {
     use super::*;
 
     fn ack(number: u64, payload: &'static [u8], status: Option<u16>) -> Message {
-        Message {
-            subject: format!("_INBOX.x.{number}").into(),
-            reply: None,
-            payload: Bytes::from_static(payload),
-            headers: None,
-            status: status.map(|s| async_nats::StatusCode::from_u16(s).unwrap()),
-            description: None,
-            length: payload.len(),
-        }
+        batch::server_message(&format!("_INBOX.x.{number}"), payload, status)
     }
 
     fn window(events: u64) -> Window {
@@ -418,7 +715,177 @@ mod tests {
             first: 1,
             commits: VecDeque::new(),
             bytes: 2 * events as usize,
+            batches: VecDeque::new(),
+            next_batch: 1,
+            flow: 10,
         }
+    }
+
+    /// A window whose `events` events are batch 1, open, ack expected every 10.
+    fn batched(events: u64) -> Window {
+        let mut w = window(events);
+        let mut batch = Batch::new(1, 1, "s.t".into(), 10);
+        for number in 1..=events {
+            batch.next_reply(&w.inbox, Op::Append, number);
+        }
+        batch.state = BatchState::Open;
+        w.batches.push_back(batch);
+        w
+    }
+
+    /// The server's `payload` in reply to message `seq` of batch 1.
+    fn batch_reply(seq: u64, payload: &'static [u8], status: Option<u16>) -> Message {
+        let mut message = ack(0, payload, status);
+        message.subject = batch::reply_subject("_INBOX.x", 1, 10, seq, Op::Append).into();
+        message
+    }
+
+    #[test]
+    fn a_flow_ack_stores_the_batch_up_to_it_and_the_final_ack_the_rest() {
+        let mut w = batched(5);
+        w.commits.extend([(2, Lsn(20)), (5, Lsn(50))]);
+        let heard = w.batch_replied(&batch_reply(
+            3,
+            b"{\"type\":\"ack\",\"seq\":3,\"msgs\":10}",
+            None,
+        ));
+        assert_eq!(
+            heard,
+            Heard {
+                stored: true,
+                disabled: false
+            }
+        );
+        assert_eq!(w.settle(), Some(Lsn(20)));
+        assert_eq!(w.first, 4);
+        // Another publisher's batch changes nothing.
+        let mut other = batch_reply(5, b"{\"type\":\"ack\",\"seq\":5,\"msgs\":10}", None);
+        other.subject = "_INBOX.y1.10.fail.5.1.$FI".into();
+        assert_eq!(w.batch_replied(&other), Heard::default());
+        assert_eq!(w.settle(), None);
+        let last = b"{\"stream\":\"S\",\"seq\":5,\"batch\":\"x1\",\"count\":5}";
+        assert!(w.batch_replied(&batch_reply(6, last, None)).stored);
+        assert_eq!(w.settle(), Some(Lsn(50)));
+        assert!(w.pending.is_empty() && w.batches.is_empty());
+    }
+
+    #[test]
+    fn events_a_failed_batch_did_not_store_are_retried_once() {
+        let mut w = batched(5);
+        w.commits.push_back((5, Lsn(50)));
+        let too_large = b"{\"error\":{\"code\":400,\"err_code\":10054,\"description\":\"message size exceeds maximum allowed\"},\"stream\":\"S\",\"seq\":0}";
+        w.batch_replied(&batch_reply(3, too_large, None));
+        w.batch_replied(&batch_reply(
+            4,
+            b"{\"type\":\"gap\",\"last_seq\":3,\"seq\":4}",
+            None,
+        ));
+        let last = b"{\"stream\":\"S\",\"seq\":2,\"batch\":\"x1\",\"count\":2}";
+        w.batch_replied(&batch_reply(4, last, None));
+        assert_eq!(w.settle(), None);
+        assert_eq!(w.first, 3);
+        assert!(w
+            .front_failed(Instant::now())
+            .unwrap()
+            .contains("size exceeds"));
+        let states: Vec<_> = w
+            .pending
+            .iter()
+            .map(|p| matches!(p.ack, AckState::Failed(_)))
+            .collect();
+        assert_eq!(states, [true, true, true]);
+        // Retried with acks of their own; one is stored before the server's
+        // late refusal of it (the batch is over), which changes nothing.
+        w.acked(&ack(4, b"{\"stream\":\"s\",\"seq\":9}", None));
+        let unknown = b"{\"error\":{\"code\":400,\"err_code\":10208,\"description\":\"batch publish ID unknown\"},\"stream\":\"S\",\"seq\":0}";
+        assert_eq!(
+            w.batch_replied(&batch_reply(4, unknown, None)),
+            Heard::default()
+        );
+        assert_eq!(w.pending[1].ack, AckState::Stored);
+        // A batch the server forgot: what no flow ack covered goes again.
+        let mut w = batched(5);
+        w.batch_replied(&batch_reply(
+            2,
+            b"{\"type\":\"ack\",\"seq\":2,\"msgs\":10}",
+            None,
+        ));
+        w.batch_replied(&batch_reply(5, unknown, None));
+        w.settle();
+        assert_eq!((w.first, w.batches[0].state), (3, BatchState::Ended));
+        assert!(w
+            .pending
+            .iter()
+            .all(|p| matches!(p.ack, AckState::Failed(_))));
+    }
+
+    #[test]
+    fn events_sent_on_their_own_while_a_batch_starts_are_settled_by_their_own_acks() {
+        // Event 1 starts the batch, 2 and 3 go out on their own before its
+        // first reply, 4 and 5 are the batch's messages 2 and 3.
+        let mut w = window(5);
+        let mut batch = Batch::new(1, 1, "s.t".into(), 10);
+        batch.next_reply(&w.inbox, Op::Start, 1);
+        w.batches.push_back(batch);
+        w.batch_replied(&batch_reply(
+            1,
+            b"{\"type\":\"ack\",\"seq\":0,\"msgs\":10}",
+            None,
+        ));
+        for number in [4, 5] {
+            w.batches[0].next_reply(&w.inbox, Op::Append, number);
+        }
+        let last = b"{\"stream\":\"S\",\"seq\":3,\"batch\":\"x1\",\"count\":3}";
+        w.batch_replied(&batch_reply(4, last, None));
+        let stored: Vec<bool> = w
+            .pending
+            .iter()
+            .map(|p| p.ack == AckState::Stored)
+            .collect();
+        assert_eq!(stored, [true, false, false, true, true]);
+        w.acked(&ack(2, b"{\"stream\":\"s\",\"seq\":2}", None));
+        w.acked(&ack(3, b"{\"stream\":\"s\",\"seq\":3}", None));
+        w.settle();
+        assert!(w.pending.is_empty() && w.batches.is_empty());
+    }
+
+    #[test]
+    fn a_stream_refusing_batches_turns_them_off() {
+        let mut w = window(1);
+        assert_eq!(
+            w.route(false),
+            Route::Single,
+            "a short run is not worth a batch"
+        );
+        assert_eq!(w.route(true), Route::Start);
+        let mut batch = Batch::new(1, 1, "s.t".into(), 10);
+        batch.next_reply(&w.inbox, Op::Start, 1);
+        w.batches.push_back(batch);
+        assert_eq!(
+            w.route(true),
+            Route::Single,
+            "nothing of the batch before the first reply"
+        );
+        let disabled = b"{\"error\":{\"code\":400,\"err_code\":10205,\"description\":\"batch publish is disabled\"},\"stream\":\"S\",\"seq\":0}";
+        let heard = w.batch_replied(&batch_reply(1, disabled, None));
+        assert!(heard.disabled);
+        assert_eq!(w.flow, 0);
+        assert!(matches!(&w.pending[0].ack, AckState::Failed(why) if why.contains("disabled")));
+        assert_eq!(w.route(true), Route::Single);
+        // The first reply opens a batch; flow control then holds it at two flows.
+        let mut w = window(1);
+        let mut batch = Batch::new(1, 1, "s.t".into(), 10);
+        batch.next_reply(&w.inbox, Op::Start, 1);
+        w.batches.push_back(batch);
+        w.batch_replied(&batch_reply(
+            1,
+            b"{\"type\":\"ack\",\"seq\":0,\"msgs\":4}",
+            None,
+        ));
+        assert_eq!(w.route(false), Route::Append);
+        assert_eq!(w.batches[0].flow, 4);
+        w.batches[0].sent = 7;
+        assert_eq!(w.route(false), Route::Wait);
     }
 
     #[test]

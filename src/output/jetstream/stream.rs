@@ -4,17 +4,19 @@
 
 use async_nats::jetstream::stream::{Config, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::Context;
-use tracing::info;
+use serde_json::{json, Value};
+use tracing::{debug, info};
 
 use super::JetStreamSetupError;
 use crate::config::{NatsArgs, Storage};
 
-/// Make sure the stream `args.stream` exists and captures `<prefix>.>`.
+/// Make sure the stream `args.stream` exists and captures `<prefix>.>`;
+/// returns whether it was created now.
 pub async fn ensure_stream(
     context: &Context,
     args: &NatsArgs,
     wildcard: &str,
-) -> Result<(), JetStreamSetupError> {
+) -> Result<bool, JetStreamSetupError> {
     let setup = |message: String| JetStreamSetupError::Stream {
         stream: args.stream.clone(),
         message,
@@ -34,7 +36,7 @@ pub async fn ensure_stream(
                 message = "Using the existing JetStream stream.",
                 stream = args.stream.as_str()
             );
-            Ok(())
+            Ok(false)
         }
         Err(err) if is_not_found(&err) => {
             let config = Config {
@@ -72,10 +74,63 @@ pub async fn ensure_stream(
                 stream = args.stream.as_str(),
                 subjects = wildcard
             );
-            Ok(())
+            Ok(true)
         }
         Err(err) => Err(setup(err.to_string())),
     }
+}
+
+/// Whether the stream takes fast-ingest batches (`allow_batched`, nats-server
+/// 2.14+). On a stream created by this run they are switched on; a stream
+/// that existed is used as it is.
+pub async fn batched(context: &Context, name: &str, created: bool, server_version: &str) -> bool {
+    if !has_batches(server_version) {
+        return false;
+    }
+    let info = context
+        .request::<_, _, Value>(format!("STREAM.INFO.{name}"), &json!({}))
+        .await;
+    let Some(mut config) = info
+        .ok()
+        .and_then(|mut info| info.get_mut("config").map(Value::take))
+    else {
+        return false;
+    };
+    if config["allow_batched"] == true {
+        return true;
+    }
+    if !created {
+        info!(
+            message = "The stream does not allow batched publishing, so every event is acknowledged on its own; allow_batched: true on the stream saves nats-server and the daemon work.",
+            stream = name
+        );
+        return false;
+    }
+    config["allow_batched"] = json!(true);
+    let updated = context
+        .request::<_, _, Value>(format!("STREAM.UPDATE.{name}"), &config)
+        .await;
+    match updated {
+        Ok(reply) if reply["config"]["allow_batched"] == true => true,
+        Ok(reply) => {
+            debug!(message = "Batched publishing not switched on.", reply = %reply);
+            false
+        }
+        Err(err) => {
+            debug!(message = "Batched publishing not switched on.", error = %err);
+            false
+        }
+    }
+}
+
+/// Whether nats-server `version` (`2.14.0`, `2.15.1-beta`) has fast-ingest batches.
+fn has_batches(version: &str) -> bool {
+    let mut numbers = version
+        .split(['.', '-'])
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let major = numbers.next().unwrap_or(0);
+    let minor = numbers.next().unwrap_or(0);
+    (major, minor) >= (2, 14)
 }
 
 /// The first stream with a subject that overlaps `wildcard`, and its subjects.
@@ -130,7 +185,17 @@ pub fn covers(pattern: &str, wanted: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{covers, overlaps};
+    use super::{covers, has_batches, overlaps};
+
+    #[test]
+    fn batches_come_with_nats_server_2_14() {
+        assert!(has_batches("2.14.0"));
+        assert!(has_batches("2.15.1"));
+        assert!(has_batches("3.0.0-beta.1"));
+        assert!(!has_batches("2.12.3"));
+        assert!(!has_batches("2.9.25"));
+        assert!(!has_batches(""));
+    }
 
     #[test]
     fn patterns_overlap_when_one_subject_matches_both() {
