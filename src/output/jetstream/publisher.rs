@@ -425,7 +425,10 @@ pub async fn run(
         // What the last wake-up acknowledged makes room first (a final ack
         // can settle the whole window at once).
         settle(&mut window, &shared);
-        let backlog = staged.len() >= BATCH || !items.is_empty();
+        // A batch pays off for a backlog, not for a few small transactions
+        // in a row (its tail waits for the commit's ack): a full hand-over
+        // of events, or the channel full.
+        let backlog = staged.len() >= BATCH || items.capacity() == 0;
         while (window.pending.len() < max_inflight && window.bytes < MAX_INFLIGHT_BYTES)
             || matches!(staged.front(), Some(Item::Commit(_)))
         {
