@@ -229,11 +229,14 @@ pub fn parse_reply(message: &Message) -> Reply {
             seq,
             msgs: msgs.unwrap_or(0),
         },
+        // nats-server leaves `count` out when it is 0.
         Wire {
             batch: Some(_),
-            count: Some(count),
+            count,
             ..
-        } => Reply::Final { count },
+        } => Reply::Final {
+            count: count.unwrap_or(0),
+        },
         Wire {
             kind: None,
             stream: Some(_),
@@ -307,6 +310,11 @@ mod tests {
             Reply::Refused { code: Some(UNKNOWN_BATCH), .. }
         ));
         assert_eq!(reply(b"{\"stream\":\"S\",\"seq\":9}", None), Reply::Plain);
+        // A batch that stored nothing: no count at all.
+        assert_eq!(
+            reply(b"{\"stream\":\"S\",\"seq\":5,\"batch\":\"x1\"}", None),
+            Reply::Final { count: 0 }
+        );
         assert!(matches!(
             reply(b"", Some(503)),
             Reply::Refused { code: None, why } if why.contains("no JetStream stream captures")

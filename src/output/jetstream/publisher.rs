@@ -42,6 +42,10 @@ const LINGER: Duration = Duration::from_millis(2);
 /// A first failure is logged only if none was in this long.
 const QUIET: Duration = Duration::from_secs(10);
 
+/// The smallest `--nats-max-inflight` that publishes backlogs in batches
+/// (flows of 64 messages).
+const MIN_BATCHED_WINDOW: usize = 256;
+
 /// Most events the output hands over in one batch.
 pub const BATCH: usize = 64;
 
@@ -239,10 +243,17 @@ impl Window {
                 ));
             }
             Reply::Plain => {
-                // Stored as an ordinary publish: the server does not batch.
-                batch.acked = acked.max(seq.min(sent));
-                batch.state = BatchState::Ended;
+                // Stored as an ordinary publish (a server that does not
+                // batch): that message only. No more go into the batch; the
+                // others are settled by their own replies or time out.
+                if matches!(batch.state, BatchState::Starting | BatchState::Open) {
+                    batch.state = BatchState::Committed;
+                }
                 heard.disabled = true;
+                self.flow = 0;
+                let number = batch.number_of(seq);
+                heard.stored = self.mark(number, &AckState::Stored);
+                return heard;
             }
             Reply::Refused { code, why } => {
                 heard.disabled = code == Some(batch::DISABLED);
@@ -406,7 +417,8 @@ pub async fn run(
         batches: VecDeque::new(),
         next_batch: 1,
         // Two flows in flight leave room in the window for the tail of the previous batch.
-        flow: match batched {
+        // A window too small for flows of some size is not worth batching.
+        flow: match batched && max_inflight >= MIN_BATCHED_WINDOW {
             true => (max_inflight as u64 / 4).min(batch::FLOW),
             false => 0,
         },
@@ -558,7 +570,9 @@ pub async fn run(
                     return;
                 }
             },
-            reply = next_reply(&mut replies), if waiting => {
+            // Always read, so that replies never pile up in the subscription
+            // (it also hears other publishers' batches, dropped by addressee).
+            reply = next_reply(&mut replies) => {
                 let mut heard = window.batch_replied(&reply);
                 // Replies that arrived meanwhile, without another wake-up.
                 if let Some(replies) = replies.as_mut() {
@@ -618,7 +632,12 @@ async fn commit_open(client: &Client, window: &mut Window) {
         return;
     };
     if batch.state == BatchState::Starting {
+        // Its reply is not heard any more: the event goes again now (its id
+        // makes that safe) rather than after the ack timeout.
         batch.state = BatchState::Ended;
+        let first = batch.first;
+        let why = AckState::Failed("its batch was dropped before it started".to_owned());
+        window.mark([first], &why);
         return;
     }
     batch.state = BatchState::Committed;
@@ -889,6 +908,45 @@ mod tests {
         assert_eq!(w.batches[0].flow, 4);
         w.batches[0].sent = 7;
         assert_eq!(w.route(false), Route::Wait);
+    }
+
+    #[test]
+    fn a_batch_that_stored_nothing_stores_none_of_its_events() {
+        let mut w = batched(5);
+        w.commits.push_back((5, Lsn(50)));
+        // The final ack of an empty stored prefix has no count; it may be
+        // addressed to any message, here the commit after the last one.
+        let nothing = b"{\"stream\":\"S\",\"seq\":7,\"batch\":\"x1\"}";
+        let heard = w.batch_replied(&batch_reply(6, nothing, None));
+        assert!(!heard.stored);
+        assert_eq!(w.settle(), None);
+        assert!(w
+            .pending
+            .iter()
+            .all(|p| matches!(p.ack, AckState::Failed(_))));
+    }
+
+    #[test]
+    fn a_plain_ack_to_a_batch_message_stores_that_message_only() {
+        let mut w = window(3);
+        let mut batch = Batch::new(1, 1, "s.t".into(), 10);
+        batch.next_reply(&w.inbox, Op::Start, 1);
+        w.batches.push_back(batch);
+        let heard = w.batch_replied(&batch_reply(1, b"{\"stream\":\"S\",\"seq\":9}", None));
+        assert!(heard.stored && heard.disabled);
+        assert_eq!(w.flow, 0);
+        assert_eq!(w.pending[0].ack, AckState::Stored);
+        assert_eq!(w.pending[1].ack, AckState::Waiting);
+        assert_eq!(w.route(true), Route::Single, "no batch takes more events");
+        // On an open batch, a plain ack to message 3 is no news about 1 and 2.
+        let mut w = batched(5);
+        w.batch_replied(&batch_reply(3, b"{\"stream\":\"S\",\"seq\":9}", None));
+        let stored: Vec<bool> = w
+            .pending
+            .iter()
+            .map(|p| p.ack == AckState::Stored)
+            .collect();
+        assert_eq!(stored, [false, false, true, false, false]);
     }
 
     #[test]
