@@ -81,6 +81,8 @@ struct Pending {
     message: Outgoing,
     sent_at: Instant,
     ack: AckState,
+    /// Published again on its own, so its batch's refusals no longer concern it.
+    alone: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -155,8 +157,9 @@ impl Window {
         Some(&pending.ack)
     }
 
-    /// Set the ack state of events `numbers`; a refusal changes only events
-    /// still waiting (it neither undoes an ack nor hides an earlier reason).
+    /// Set the ack state of events `numbers` from a batch reply; a refusal
+    /// changes only events still waiting for the batch (it neither undoes an
+    /// ack, nor hides an earlier reason, nor fails a later publish of its own).
     fn mark(&mut self, numbers: impl IntoIterator<Item = u64>, state: &AckState) -> bool {
         let mut changed = false;
         for number in numbers {
@@ -167,7 +170,8 @@ impl Window {
             else {
                 continue;
             };
-            if pending.ack == AckState::Waiting || *state == AckState::Stored {
+            let waiting_in_batch = pending.ack == AckState::Waiting && !pending.alone;
+            if waiting_in_batch || *state == AckState::Stored {
                 changed |= pending.ack != *state;
                 pending.ack = state.clone();
             }
@@ -481,6 +485,7 @@ pub async fn run(
                         message,
                         sent_at: now,
                         ack: AckState::Waiting,
+                        alone: false,
                     });
                 }
                 Some(Item::Commit(end)) => {
@@ -678,6 +683,7 @@ async fn republish_failed(client: &Client, window: &mut Window, metrics: &Metric
             publish(client, &pending.message, reply).await;
             pending.sent_at = Instant::now();
             pending.ack = AckState::Waiting;
+            pending.alone = true;
         }
     }
 }
@@ -732,6 +738,7 @@ mod tests {
                     message: message.clone(),
                     sent_at: Instant::now(),
                     ack: AckState::Waiting,
+                    alone: false,
                 })
                 .collect(),
             first: 1,
@@ -908,6 +915,25 @@ mod tests {
         assert_eq!(w.batches[0].flow, 4);
         w.batches[0].sent = 7;
         assert_eq!(w.route(false), Route::Wait);
+    }
+
+    #[test]
+    fn the_final_ack_of_a_committed_batch_does_not_fail_events_published_again_meanwhile() {
+        let mut w = batched(5);
+        let too_large = b"{\"error\":{\"code\":400,\"err_code\":10054,\"description\":\"message size exceeds maximum allowed\"},\"stream\":\"S\",\"seq\":0}";
+        w.batch_replied(&batch_reply(3, too_large, None));
+        // The batch is committed and event 3 goes again on its own before the final ack.
+        w.batches[0].state = BatchState::Committed;
+        w.pending[2].ack = AckState::Waiting;
+        w.pending[2].alone = true;
+        let last = b"{\"stream\":\"S\",\"seq\":2,\"batch\":\"x1\",\"count\":2}";
+        w.batch_replied(&batch_reply(6, last, None));
+        let states: Vec<&AckState> = w.pending.iter().map(|p| &p.ack).collect();
+        assert_eq!(
+            states[..3],
+            [&AckState::Stored, &AckState::Stored, &AckState::Waiting]
+        );
+        assert!(matches!(states[3], AckState::Failed(_)));
     }
 
     #[test]
