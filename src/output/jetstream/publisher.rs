@@ -220,6 +220,8 @@ impl Window {
         }
         let (sent, acked) = (batch.sent, batch.acked);
         let mut failed = None;
+        // An event stored on its own, outside the batch's stored prefix.
+        let mut only = None;
         match batch::parse_reply(message) {
             Reply::Flow { seq, msgs } => {
                 if batch.state == BatchState::Starting {
@@ -254,10 +256,7 @@ impl Window {
                     batch.state = BatchState::Committed;
                 }
                 heard.disabled = true;
-                self.flow = 0;
-                let number = batch.number_of(seq);
-                heard.stored = self.mark(number, &AckState::Stored);
-                return heard;
+                only = batch.number_of(seq);
             }
             Reply::Refused { code, why } => {
                 heard.disabled = code == Some(batch::DISABLED);
@@ -275,7 +274,7 @@ impl Window {
                 }
             }
         }
-        let stored: Vec<u64> = batch.numbers(acked + 1, batch.acked).collect();
+        let stored: Vec<u64> = batch.numbers(acked + 1, batch.acked).chain(only).collect();
         let lost: Vec<u64> = match &failed {
             Some((from, _)) => batch.numbers(*from, batch.sent).collect(),
             None => Vec::new(),
@@ -551,10 +550,7 @@ pub async fn run(
             continue;
         }
         let can_take = open && staged.is_empty();
-        let deadline = match (window.deadline(), linger) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let deadline = window.deadline().into_iter().chain(linger).min();
         let waiting = !window.pending.is_empty();
         tokio::select! {
             batch = items.recv(), if can_take => match batch {
@@ -762,6 +758,15 @@ mod tests {
         w
     }
 
+    /// A window of `events` events, the first of which starts batch 1.
+    fn starting(events: u64) -> Window {
+        let mut w = window(events);
+        let mut batch = Batch::new(1, 1, "s.t".into(), 10);
+        batch.next_reply(&w.inbox, Op::Start, 1);
+        w.batches.push_back(batch);
+        w
+    }
+
     /// The server's `payload` in reply to message `seq` of batch 1.
     fn batch_reply(seq: u64, payload: &'static [u8], status: Option<u16>) -> Message {
         let mut message = ack(0, payload, status);
@@ -852,10 +857,7 @@ mod tests {
     fn events_sent_on_their_own_while_a_batch_starts_are_settled_by_their_own_acks() {
         // Event 1 starts the batch, 2 and 3 go out on their own before its
         // first reply, 4 and 5 are the batch's messages 2 and 3.
-        let mut w = window(5);
-        let mut batch = Batch::new(1, 1, "s.t".into(), 10);
-        batch.next_reply(&w.inbox, Op::Start, 1);
-        w.batches.push_back(batch);
+        let mut w = starting(5);
         w.batch_replied(&batch_reply(
             1,
             b"{\"type\":\"ack\",\"seq\":0,\"msgs\":10}",
@@ -902,10 +904,7 @@ mod tests {
         assert!(matches!(&w.pending[0].ack, AckState::Failed(why) if why.contains("disabled")));
         assert_eq!(w.route(true), Route::Single);
         // The first reply opens a batch; flow control then holds it at two flows.
-        let mut w = window(1);
-        let mut batch = Batch::new(1, 1, "s.t".into(), 10);
-        batch.next_reply(&w.inbox, Op::Start, 1);
-        w.batches.push_back(batch);
+        let mut w = starting(1);
         w.batch_replied(&batch_reply(
             1,
             b"{\"type\":\"ack\",\"seq\":0,\"msgs\":4}",
@@ -954,10 +953,7 @@ mod tests {
 
     #[test]
     fn a_plain_ack_to_a_batch_message_stores_that_message_only() {
-        let mut w = window(3);
-        let mut batch = Batch::new(1, 1, "s.t".into(), 10);
-        batch.next_reply(&w.inbox, Op::Start, 1);
-        w.batches.push_back(batch);
+        let mut w = starting(3);
         let heard = w.batch_replied(&batch_reply(1, b"{\"stream\":\"S\",\"seq\":9}", None));
         assert!(heard.stored && heard.disabled);
         assert_eq!(w.flow, 0);
