@@ -104,8 +104,18 @@ sql() { "$bindir/psql" -X -q -A -t -h 127.0.0.1 -p "$port" -U postgres -d postgr
 sql -c "ALTER SYSTEM SET max_wal_size = '4GB'" -c "SELECT pg_reload_conf()" >/dev/null
 
 nats_url=nats://127.0.0.1:$nats_port
-start_nats "$work" "$nats_port"
-nats=$NATS_PID
+# fresh_nats: (re)start nats-server on an empty store, so that each NATS run
+# starts from the same server: one that still holds an earlier run's stream
+# (and its message-id dedup state, 2 minutes of it) spends more CPU per message.
+fresh_nats() {
+    if [ -n "$nats" ]; then
+        kill "$nats" && wait "$nats" 2>/dev/null || true
+        rm -rf "$work/nats"
+    fi
+    start_nats "$work" "$nats_port"
+    nats=$NATS_PID
+}
+fresh_nats
 
 echo "== prefilling $rows rows in 1,000-row transactions" >&2
 sql <<'SQL'
@@ -282,12 +292,14 @@ peek_seconds=$(echo "$(date +%s.%N) - $peek_start" | bc)
 avg_event=$((json_bytes / events))
 
 echo "== (b) raw JetStream publisher: $rows messages of $avg_event bytes" >&2
+fresh_nats
 before=$(servers_ticks)
 run_timed b "$bench_nats" publish "$nats_url" bench_raw "$rows" "$avg_event" >/dev/null
 record b
 R_BYTES[b]=$((rows * avg_event))
 
 echo "== (b2) raw JetStream publisher, one fast-ingest batch" >&2
+fresh_nats
 before=$(servers_ticks)
 # nats-server before 2.14 has no batches: the row is left out.
 if run_timed b2 "$bench_nats" publish-batched "$nats_url" bench_batch "$rows" "$avg_event" >/dev/null; then
