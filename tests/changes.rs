@@ -250,10 +250,19 @@ fn logical_messages_arrive_transactional_or_not() {
     );
 
     s.sql("BEGIN; SELECT pg_logical_emit_message(true, 'audit', 'inside {\"a\": 1}'); COMMIT;");
-    let changes = s.next_changes();
-    assert_eq!(changes.len(), 1, "{changes:?}");
-    assert_eq!(changes[0]["content"], "inside {\"a\": 1}");
-    assert_eq!(changes[0]["transactional"], true);
+    let tx = s.daemon().transaction();
+    assert_eq!(tx.len(), 3, "{tx:?}");
+    let (message, commit) = (&tx[1], &tx[2]);
+    assert_eq!(message["content"], "inside {\"a\": 1}");
+    assert_eq!(message["transactional"], true);
+    // A transactional message names its transaction as row events do.
+    for field in ["xid", "commit_lsn", "commit_ts"] {
+        assert!(!message[field].is_null(), "{field} missing: {message}");
+        assert_eq!(
+            message[field], commit[field],
+            "{field}: {message} / {commit}"
+        );
+    }
 }
 
 #[test]

@@ -21,12 +21,8 @@ use crate::pgoutput::message::{OldKind, OldTuple, TupleValue};
 pub fn write_json(change: &Change, out: &mut Vec<u8>) {
     match change {
         Change::Begin(tx) => {
-            out.extend_from_slice(b"{\"op\":\"begin\",\"xid\":");
-            write_uint(u64::from(tx.xid), out);
-            out.extend_from_slice(b",\"commit_lsn\":");
-            write_lsn_string(tx.commit_lsn, out);
-            out.extend_from_slice(b",\"commit_ts\":");
-            write_ts_string(tx, out);
+            out.extend_from_slice(b"{\"op\":\"begin\"");
+            write_tx(tx, out);
         }
         Change::Commit { tx, end_lsn } => {
             out.extend_from_slice(b"{\"op\":\"commit\",\"xid\":");
@@ -89,7 +85,7 @@ pub fn write_json(change: &Change, out: &mut Vec<u8>) {
             content,
             transactional,
             lsn,
-            tx: _,
+            tx,
         } => {
             out.extend_from_slice(b"{\"op\":\"message\",\"prefix\":");
             write_json_string(prefix.as_bytes(), out);
@@ -105,6 +101,9 @@ pub fn write_json(change: &Change, out: &mut Vec<u8>) {
             write_bool(*transactional, out);
             out.extend_from_slice(b",\"lsn\":");
             write_lsn_string(*lsn, out);
+            if let Some(tx) = tx {
+                write_tx(tx, out);
+            }
         }
     }
     out.push(b'}');
@@ -180,6 +179,11 @@ fn write_head(op: &str, table: &Table, lsn: Lsn, tx: &TxInfo, out: &mut Vec<u8>)
     write_json_string(table.name.as_bytes(), out);
     out.extend_from_slice(b",\"lsn\":");
     write_lsn_string(lsn, out);
+    write_tx(tx, out);
+}
+
+/// The `xid`, `commit_lsn` and `commit_ts` fields of an event inside a transaction.
+fn write_tx(tx: &TxInfo, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"xid\":");
     write_uint(u64::from(tx.xid), out);
     out.extend_from_slice(b",\"commit_lsn\":");

@@ -201,11 +201,16 @@ fn message(content: &'static [u8]) -> Change {
     }
 }
 
+const MESSAGE_TX: &str =
+    r#""xid":734,"commit_lsn":"0/16B3748","commit_ts":"2024-02-29T13:14:15.123456Z""#;
+
 #[test]
 fn message_with_utf8_content() {
     assert_eq!(
         compact(&message(b"hi \"you\"\n")),
-        r#"{"op":"message","prefix":"audit","content":"hi \"you\"\n","transactional":true,"lsn":"1/AB"}"#
+        format!(
+            r#"{{"op":"message","prefix":"audit","content":"hi \"you\"\n","transactional":true,"lsn":"1/AB",{MESSAGE_TX}}}"#
+        )
     );
 }
 
@@ -213,7 +218,24 @@ fn message_with_utf8_content() {
 fn message_with_binary_content_uses_bytea_hex() {
     assert_eq!(
         compact(&message(b"\x0a\xff")),
-        r#"{"op":"message","prefix":"audit","content":"\\x0aff","transactional":true,"lsn":"1/AB"}"#
+        format!(
+            r#"{{"op":"message","prefix":"audit","content":"\\x0aff","transactional":true,"lsn":"1/AB",{MESSAGE_TX}}}"#
+        )
+    );
+}
+
+#[test]
+fn a_message_outside_a_transaction_has_no_transaction_fields() {
+    let outside = Change::Message {
+        prefix: "heartbeat".into(),
+        content: Bytes::from_static(b"tick"),
+        transactional: false,
+        lsn: Lsn(0x1_0000_00AB),
+        tx: None,
+    };
+    assert_eq!(
+        compact(&outside),
+        r#"{"op":"message","prefix":"heartbeat","content":"tick","transactional":false,"lsn":"1/AB"}"#
     );
 }
 
