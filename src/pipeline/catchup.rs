@@ -41,10 +41,13 @@ use crate::output::OutputTarget;
 use crate::shutdown::Shutdown;
 
 /// How much WAL one chunk spans, to begin with: the first chunk of a round
-/// is small, as nothing overlaps its decoding, and each next one up to four
-/// times larger, up to `CHUNK_WAL`.
+/// is small, as nothing overlaps its decoding, and each next one up to
+/// `CHUNK_GROWTH` times larger. The server decodes about four times faster
+/// than the outputs take events, so a chunk four times the one being handed
+/// over is decoded about when that one is through; and fewer, larger chunks
+/// read less WAL again (below).
 const FIRST_CHUNK_WAL: u64 = 4 << 20;
-const CHUNK_WAL: u64 = 32 << 20;
+const CHUNK_GROWTH: u64 = 4;
 /// Every chunk is decoded from the copy's `restart_lsn`, which only moves at
 /// the server's running-transactions records (every 15 s while it writes):
 /// the WAL between it and the chunk's start is read again, without output,
@@ -274,10 +277,17 @@ impl Cursor {
 }
 
 /// Where the chunk starting at `start` ends: `span` bytes of WAL, at least
-/// as much as will be read again from `restart`, within the limits; never past `end`.
+/// as much as will be read again from `restart`, within the limits; never past
+/// `end`. A rest under half a span is taken into the chunk (within the
+/// limit): as a chunk of its own it would cost a whole reading again of the
+/// WAL before it, and a round trip, for little.
 fn chunk_end(start: Lsn, restart: Lsn, span: u64, end: Lsn) -> (Lsn, u64) {
     let again = start.0.saturating_sub(restart.0);
     let span = span.max(again).min(MAX_CHUNK_WAL);
+    let left = end.0.saturating_sub(start.0);
+    if left <= MAX_CHUNK_WAL && left.saturating_sub(span) < span / 2 {
+        return (end, span);
+    }
     (Lsn(start.0.saturating_add(span).min(end.0)), span)
 }
 
@@ -403,7 +413,7 @@ async fn read_ahead(
             forwarded
         };
         let source = current.name.as_str();
-        let ahead = next.next_chunk(source, span.saturating_mul(4).min(CHUNK_WAL), end, options);
+        let ahead = next.next_chunk(source, span.saturating_mul(CHUNK_GROWTH), end, options);
         let (forwarded, ahead) = tokio::join!(forward, ahead);
         let Some((messages, last)) = forwarded? else {
             return Ok(false);
@@ -667,10 +677,11 @@ fn sql_failed(err: tokio_postgres::Error, confirmed: Lsn) -> CatchUp {
 
 #[cfg(test)]
 mod tests {
-    use super::{chunk_end, Relations, CHUNK_WAL, MAX_CHUNK_WAL};
+    use super::{chunk_end, Relations, MAX_CHUNK_WAL};
     use crate::lsn::Lsn;
 
     const MB: u64 = 1 << 20;
+    const CHUNK_WAL: u64 = 32 * MB;
 
     #[test]
     fn a_chunk_spans_at_least_the_wal_read_again_within_the_limit() {
@@ -693,6 +704,27 @@ mod tests {
         assert_eq!(
             chunk_end(Lsn(9_990 * MB), Lsn(9_990 * MB), CHUNK_WAL, end),
             (end, CHUNK_WAL)
+        );
+    }
+
+    #[test]
+    fn a_small_rest_is_taken_into_the_chunk_before_it() {
+        let end = Lsn(1000 * MB);
+        // 40 MB left after a 32 MB chunk would be a chunk of its own...
+        assert_eq!(
+            chunk_end(Lsn(928 * MB), Lsn(928 * MB), CHUNK_WAL, end),
+            (Lsn(960 * MB), CHUNK_WAL)
+        );
+        // ...but 8 MB would not: the chunk reaches the end.
+        assert_eq!(
+            chunk_end(Lsn(960 * MB), Lsn(960 * MB), CHUNK_WAL, end),
+            (end, CHUNK_WAL)
+        );
+        // Never beyond the limit.
+        let far = Lsn(MAX_CHUNK_WAL + 8 * MB);
+        assert_eq!(
+            chunk_end(Lsn(0), Lsn(0), MAX_CHUNK_WAL, far),
+            (Lsn(MAX_CHUNK_WAL), MAX_CHUNK_WAL)
         );
     }
 
