@@ -434,11 +434,16 @@ fn log_event(event: NatsEvent, metrics: &Metrics, last_error: &Mutex<String>) {
     }
 }
 
-/// Delay before reconnect attempt `attempts`: 100 ms doubling to 5 s, with up to 25% jitter
-/// so that many instances do not reconnect in step.
+/// Delay before connection attempt `attempts` (counted from 1, at start-up
+/// and after each lost connection): none for the first, then 100 ms doubling
+/// to 5 s, with up to 25% jitter so that many instances do not reconnect in
+/// step. (The first attempt used to wait 200-250 ms: every start did.)
 fn reconnect_delay(attempts: usize) -> Duration {
+    if attempts <= 1 {
+        return Duration::ZERO;
+    }
     let base = Duration::from_millis(100)
-        .saturating_mul(1 << attempts.min(6) as u32)
+        .saturating_mul(1 << (attempts - 2).min(6) as u32)
         .min(Duration::from_secs(5));
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -448,7 +453,26 @@ fn reconnect_delay(attempts: usize) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use super::{check_server_url, redact_url, url_credentials};
+    use std::time::Duration;
+
+    use super::{check_server_url, reconnect_delay, redact_url, url_credentials};
+
+    #[test]
+    fn the_first_connection_attempt_does_not_wait() {
+        assert_eq!(reconnect_delay(1), Duration::ZERO);
+        let within = |attempts, ms: u64| {
+            let delay = reconnect_delay(attempts);
+            let base = Duration::from_millis(ms);
+            assert!(
+                delay >= base && delay <= base.mul_f64(1.25),
+                "attempt {attempts}: {delay:?}"
+            );
+        };
+        within(2, 100);
+        within(3, 200);
+        within(8, 5000);
+        within(100, 5000);
+    }
 
     #[test]
     fn urls_lose_their_credentials_in_logs() {
