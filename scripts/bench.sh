@@ -14,7 +14,7 @@
 #
 #   scripts/bench.sh [--rows N] [--latency-seconds S] [--latency-rate R]
 #                    [--daemon-args "ARGS"] [--daemon-env "K=V ..."] [--unix-socket] [--profile DIR]
-#                    [--logs DIR] [--debug]
+#                    [--logs DIR] [--timeline FILE] [--debug]
 #
 # --debug uses the debug build (target/debug, as `cargo test --all-targets`
 # leaves it) instead of building a release: only for the smoke run in
@@ -32,6 +32,10 @@
 # --logs DIR keeps the daemon's log of (c) and (d) as DIR/c.log and DIR/d.log
 # (with --daemon-args "--log-level info,pgoutput_stream::pipeline::catchup=debug",
 # one line per catch-up chunk with its timings).
+# --timeline FILE samples, every 50 ms, the CPU of nats-server, PostgreSQL, the
+# daemon and the clients (pg_recvlogical, bench_nats) and the machine's idle
+# time, and writes for each run the cores each used per 0.25 s to FILE
+# (scripts/lib/timeline.py; processes counted by name, machine-wide).
 # Not a test: numbers are noisy on shared machines. `--rows 2000
 # --latency-seconds 2 --debug` is the smoke run scripts/test.sh does.
 set -euo pipefail
@@ -43,6 +47,7 @@ latency_seconds=10
 latency_rate=1000
 profile=
 logs=
+timeline=
 daemon_args=
 daemon_env=
 unix_socket=
@@ -58,6 +63,7 @@ while [ $# -gt 0 ]; do
         --debug) build=debug; shift ;;
         --profile) profile=$(realpath -m "$2"); mkdir -p "$profile"; shift 2 ;;
         --logs) logs=$(realpath -m "$2"); mkdir -p "$logs"; shift 2 ;;
+        --timeline) timeline=$(realpath -m "$2"); shift 2 ;;
         -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -88,8 +94,10 @@ port=$(free_port)
 nats_port=$(free_port)
 nats=
 timed=
+sampler=
 cleanup() {
     [ -n "$timed" ] && kill "$timed" 2>/dev/null && wait "$timed" 2>/dev/null
+    [ -n "$sampler" ] && kill "$sampler" 2>/dev/null && wait "$sampler" 2>/dev/null
     [ -n "$nats" ] && kill "$nats" 2>/dev/null && wait "$nats" 2>/dev/null
     stop_postgres "$work"
     rm -rf "$work"
@@ -198,6 +206,7 @@ run_timed() {
     /usr/bin/time -f '%U %S %M' -o "$work/$name.time" "$@" || status=$?
     [ "$status" = 0 ] || return "$status"
     end=$(date +%s.%N)
+    echo "$name $start $end" >>"$work/marks"
     elapsed=$(echo "$end - $start" | bc)
     read -r user sys rss_kb <"$work/$name.time"
     cpu=$(echo "$user + $sys" | bc)
@@ -252,12 +261,18 @@ run_daemon() {
     timed=
     [ -z "$logs" ] || cp "$work/$name.log" "$work/$name.time" "$logs/"
     [ -z "$perf" ] || wait "$perf" || true
+    echo "$name $start $end" >>"$work/marks"
     elapsed=$(echo "$end - $start" | bc)
     read -r user sys rss_kb <"$work/$name.time"
     cpu=$(echo "$user + $sys" | bc)
 }
 
 declare -A R_ELAPSED R_CPU R_RSS R_BYTES R_PG R_NATS
+
+if [ -n "$timeline" ]; then
+    python3 scripts/lib/timeline.py sample "$work/samples" &
+    sampler=$!
+fi
 
 echo "== (a) pg_recvlogical" >&2
 before=$(servers_ticks)
@@ -325,6 +340,13 @@ PGB
 sleep 1
 kill -INT "$timed"; wait "$timed" || true; timed=
 read -r commits p50 p99 pmax < <("$bench_nats" latency "$nats_url" bench_latency)
+
+if [ -n "$timeline" ]; then
+    kill "$sampler" && wait "$sampler" 2>/dev/null || true
+    sampler=
+    python3 scripts/lib/timeline.py report "$work/samples" "$work/marks" >"$timeline"
+    echo "== timeline written to $timeline" >&2
+fi
 
 mb() { echo "scale=1; $1 / 1000000" | bc; }
 rate() { echo "$1 / $2" | bc; }
