@@ -63,7 +63,7 @@ while [ $# -gt 0 ]; do
         --debug) build=debug; shift ;;
         --profile) profile=$(realpath -m "$2"); mkdir -p "$profile"; shift 2 ;;
         --logs) logs=$(realpath -m "$2"); mkdir -p "$logs"; shift 2 ;;
-        --timeline) timeline=$(realpath -m "$2"); shift 2 ;;
+        --timeline) timeline=$(realpath -m "$2"); mkdir -p "$(dirname "$timeline")"; shift 2 ;;
         -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -95,11 +95,13 @@ nats_port=$(free_port)
 nats=
 timed=
 sampler=
+# Each step may fail (a process already gone, `wait` reporting the signal):
+# none may keep the others from running.
 cleanup() {
-    [ -n "$timed" ] && kill "$timed" 2>/dev/null && wait "$timed" 2>/dev/null
-    [ -n "$sampler" ] && kill "$sampler" 2>/dev/null && wait "$sampler" 2>/dev/null
-    [ -n "$nats" ] && kill "$nats" 2>/dev/null && wait "$nats" 2>/dev/null
-    stop_postgres "$work"
+    [ -n "$timed" ] && kill "$timed" 2>/dev/null && wait "$timed" 2>/dev/null || true
+    [ -n "$sampler" ] && kill "$sampler" 2>/dev/null && wait "$sampler" 2>/dev/null || true
+    [ -n "$nats" ] && kill "$nats" 2>/dev/null && wait "$nats" 2>/dev/null || true
+    stop_postgres "$work" || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -344,8 +346,11 @@ read -r commits p50 p99 pmax < <("$bench_nats" latency "$nats_url" bench_latency
 if [ -n "$timeline" ]; then
     kill "$sampler" && wait "$sampler" 2>/dev/null || true
     sampler=
-    python3 scripts/lib/timeline.py report "$work/samples" "$work/marks" >"$timeline"
-    echo "== timeline written to $timeline" >&2
+    if python3 scripts/lib/timeline.py report "$work/samples" "$work/marks" >"$timeline"; then
+        echo "== timeline written to $timeline" >&2
+    else
+        echo "== the timeline report failed; the results follow" >&2
+    fi
 fi
 
 mb() { echo "scale=1; $1 / 1000000" | bc; }

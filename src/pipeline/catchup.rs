@@ -280,13 +280,19 @@ impl Cursor {
 /// as much as will be read again from `restart`, within the limits; never past
 /// `end`. A rest under half a span is taken into the chunk (within the
 /// limit): as a chunk of its own it would cost a whole reading again of the
-/// WAL before it, and a round trip, for little.
+/// WAL before it, and a round trip, for little; beyond the limit, the rest
+/// is read in two halves. The span returned sizes the next chunk; after a
+/// chunk that reaches `end` there is none.
 fn chunk_end(start: Lsn, restart: Lsn, span: u64, end: Lsn) -> (Lsn, u64) {
     let again = start.0.saturating_sub(restart.0);
-    let span = span.max(again).min(MAX_CHUNK_WAL);
+    let span = span.max(again).clamp(1, MAX_CHUNK_WAL);
     let left = end.0.saturating_sub(start.0);
-    if left <= MAX_CHUNK_WAL && left.saturating_sub(span) < span / 2 {
-        return (end, span);
+    if left.saturating_sub(span) < span / 2 {
+        if left <= MAX_CHUNK_WAL {
+            return (end, span);
+        }
+        let half = left.div_ceil(2);
+        return (Lsn(start.0 + half), half);
     }
     (Lsn(start.0.saturating_add(span).min(end.0)), span)
 }
@@ -720,11 +726,17 @@ mod tests {
             chunk_end(Lsn(960 * MB), Lsn(960 * MB), CHUNK_WAL, end),
             (end, CHUNK_WAL)
         );
-        // Never beyond the limit.
+        // Never beyond the limit: a rest just over it is read in two halves
+        // (not the limit and then 8 MB that would read everything again).
         let far = Lsn(MAX_CHUNK_WAL + 8 * MB);
+        let half = (MAX_CHUNK_WAL + 8 * MB) / 2;
         assert_eq!(
             chunk_end(Lsn(0), Lsn(0), MAX_CHUNK_WAL, far),
-            (Lsn(MAX_CHUNK_WAL), MAX_CHUNK_WAL)
+            (Lsn(half), half)
+        );
+        assert_eq!(
+            chunk_end(Lsn(half), Lsn(0), half * 4, far),
+            (far, MAX_CHUNK_WAL)
         );
     }
 

@@ -10,7 +10,7 @@ pub mod publisher;
 pub mod stream;
 pub mod subject;
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -385,12 +385,23 @@ async fn connect_options(
             .require_tls(true);
     }
     let last_error = Arc::new(Mutex::new(String::new()));
+    // Whether a connection was ever up: only the very first attempt goes at
+    // once (a server that accepts and then drops every connection must not
+    // be reconnected to in a tight loop; async-nats counts attempts from 1
+    // again after each successful one).
+    let was_up = Arc::new(AtomicBool::new(false));
+    let reconnecting = was_up.clone();
     Ok(options
         .name("pgoutput-stream")
         .connection_timeout(Duration::from_secs(10))
         .max_reconnects(None)
-        .reconnect_delay_callback(reconnect_delay)
+        .reconnect_delay_callback(move |attempts| {
+            reconnect_delay(attempts, reconnecting.load(Ordering::Relaxed))
+        })
         .event_callback(move |event| {
+            if matches!(event, NatsEvent::Connected) {
+                was_up.store(true, Ordering::Relaxed);
+            }
             let metrics = metrics.clone();
             let last_error = last_error.clone();
             async move { log_event(event, &metrics, &last_error) }
@@ -435,15 +446,16 @@ fn log_event(event: NatsEvent, metrics: &Metrics, last_error: &Mutex<String>) {
 }
 
 /// Delay before connection attempt `attempts` (counted from 1, at start-up
-/// and after each lost connection): none for the first, then 100 ms doubling
-/// to 5 s, with up to 25% jitter so that many instances do not reconnect in
-/// step. (The first attempt used to wait 200-250 ms: every start did.)
-fn reconnect_delay(attempts: usize) -> Duration {
-    if attempts <= 1 {
+/// and again after each lost connection): none for the first attempt at
+/// start-up (it used to wait 200-250 ms: every start did), otherwise 100 ms
+/// doubling to 5 s, with up to 25% jitter so that many instances do not
+/// reconnect in step.
+fn reconnect_delay(attempts: usize, reconnecting: bool) -> Duration {
+    if attempts <= 1 && !reconnecting {
         return Duration::ZERO;
     }
     let base = Duration::from_millis(100)
-        .saturating_mul(1 << (attempts - 2).min(6) as u32)
+        .saturating_mul(1 << attempts.saturating_sub(1).min(6) as u32)
         .min(Duration::from_secs(5));
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -458,20 +470,23 @@ mod tests {
     use super::{check_server_url, reconnect_delay, redact_url, url_credentials};
 
     #[test]
-    fn the_first_connection_attempt_does_not_wait() {
-        assert_eq!(reconnect_delay(1), Duration::ZERO);
+    fn only_the_first_connection_attempt_at_start_up_does_not_wait() {
+        assert_eq!(reconnect_delay(1, false), Duration::ZERO);
         let within = |attempts, ms: u64| {
-            let delay = reconnect_delay(attempts);
+            let delay = reconnect_delay(attempts, true);
             let base = Duration::from_millis(ms);
             assert!(
                 delay >= base && delay <= base.mul_f64(1.25),
                 "attempt {attempts}: {delay:?}"
             );
         };
-        within(2, 100);
-        within(3, 200);
+        // After a lost connection, even the first attempt waits: a server
+        // that accepts and drops every connection is not hammered.
+        within(1, 100);
+        within(2, 200);
+        within(3, 400);
         within(8, 5000);
-        within(100, 5000);
+        within(usize::MAX, 5000);
     }
 
     #[test]
