@@ -31,8 +31,8 @@ pub enum ConnInfoError {
     #[error("invalid connection string: {0}")]
     Syntax(String),
     /// A key this program does not know (a typo would otherwise be silently ignored).
-    #[error("unknown connection parameter {0:?}")]
-    UnknownKey(String),
+    #[error("{}", unknown_key(.key, *.hint))]
+    UnknownKey { key: String, hint: Option<KeyHint> },
     /// The port is not a number between 1 and 65535.
     #[error("invalid port {0:?}: expected a number between 1 and 65535")]
     InvalidPort(String),
@@ -50,6 +50,94 @@ pub enum ConnInfoError {
     /// No user name anywhere: not in the string, PGUSER or USER.
     #[error("no user name: set user= in the connection string, or PGUSER")]
     NoUser,
+}
+
+/// What an unknown connection parameter probably is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyHint {
+    /// A misspelling of this parameter.
+    Typo(&'static str),
+    /// One of libpq's parameters that pgoutput-stream does not take.
+    Unsupported,
+}
+
+/// The parameters pgoutput-stream takes.
+const KEYS: [&str; 12] = [
+    "host",
+    "port",
+    "user",
+    "password",
+    "dbname",
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "application_name",
+    "connect_timeout",
+    "passfile",
+];
+
+/// libpq's other parameters (PostgreSQL 17): valid in a connection string
+/// elsewhere, not taken here.
+const LIBPQ_ONLY_KEYS: [&str; 29] = [
+    "hostaddr",
+    "options",
+    "fallback_application_name",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "replication",
+    "gssencmode",
+    "sslnegotiation",
+    "sslcompression",
+    "sslcertmode",
+    "sslpassword",
+    "sslcrl",
+    "sslcrldir",
+    "sslsni",
+    "requirepeer",
+    "require_auth",
+    "channel_binding",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "krbsrvname",
+    "gsslib",
+    "gssdelegation",
+    "service",
+    "target_session_attrs",
+    "load_balance_hosts",
+    "client_encoding",
+];
+
+impl KeyHint {
+    fn of(key: &str) -> Option<KeyHint> {
+        if LIBPQ_ONLY_KEYS.contains(&key) {
+            return Some(KeyHint::Unsupported);
+        }
+        KEYS.iter()
+            .map(|known| (strsim::damerau_levenshtein(key, known), *known))
+            .filter(|(distance, known)| *distance <= 2 && *distance < known.len() / 2)
+            .min()
+            .map(|(_, known)| KeyHint::Typo(known))
+    }
+}
+
+fn unknown_key(key: &str, hint: Option<KeyHint>) -> String {
+    match hint {
+        Some(KeyHint::Typo(known)) => {
+            format!("unknown connection parameter {key:?}; did you mean {known:?}?")
+        }
+        Some(KeyHint::Unsupported) => format!(
+            "connection parameter {key:?} is not supported here; remove it (supported: {})",
+            KEYS.join(", ")
+        ),
+        None => format!(
+            "unknown connection parameter {key:?} (supported: {})",
+            KEYS.join(", ")
+        ),
+    }
 }
 
 /// How hard to insist on TLS, with libpq's meanings.
@@ -248,7 +336,11 @@ impl ConnInfoError {
             ConnInfoError::Syntax(_) => ConnInfoError::Syntax(format!(
                 "malformed key=value list or URI; check quoting (values with spaces in '...') and percent-encoding of reserved characters in URIs {HIDDEN}"
             )),
-            ConnInfoError::UnknownKey(_) => ConnInfoError::UnknownKey(HIDDEN.into()),
+            // The hint names a known parameter, never a piece of the input.
+            ConnInfoError::UnknownKey { hint, .. } => ConnInfoError::UnknownKey {
+                key: HIDDEN.into(),
+                hint,
+            },
             ConnInfoError::InvalidPort(_) => ConnInfoError::InvalidPort(HIDDEN.into()),
             ConnInfoError::InvalidSslMode(_) => ConnInfoError::InvalidSslMode(HIDDEN.into()),
             ConnInfoError::InvalidConnectTimeout(_) => {
@@ -292,7 +384,12 @@ impl Raw {
             "application_name" => &mut self.application_name,
             "connect_timeout" => &mut self.connect_timeout,
             "passfile" => &mut self.passfile,
-            other => return Err(ConnInfoError::UnknownKey(other.to_string())),
+            other => {
+                return Err(ConnInfoError::UnknownKey {
+                    key: other.to_string(),
+                    hint: KeyHint::of(other),
+                })
+            }
         };
         *slot = Some(value);
         Ok(())

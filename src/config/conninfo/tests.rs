@@ -75,9 +75,50 @@ fn later_keys_win() {
 #[test]
 fn unknown_key_is_named_in_the_error() {
     let err = parse("host=h colour=blue").unwrap_err();
-    assert_eq!(err, ConnInfoError::UnknownKey("colour".into()));
+    assert_eq!(
+        err,
+        ConnInfoError::UnknownKey {
+            key: "colour".into(),
+            hint: None
+        }
+    );
     assert!(err.to_string().contains("colour"));
+    assert!(err.to_string().contains("supported: host, port"), "{err}");
     assert!(parse("postgres://h/db?colour=blue").is_err());
+}
+
+#[test]
+fn a_misspelt_key_gets_the_right_one_suggested_even_beside_a_password() {
+    for (input, meant) in [
+        ("host=h pasword=x", "password"),
+        ("host=h dbnmae=shop", "dbname"),
+        ("host=h sslmod=require", "sslmode"),
+        ("postgres://app:s3cret@h/db?sslmod=require", "sslmode"),
+        ("host=h password=s3cret conect_timeout=5", "connect_timeout"),
+    ] {
+        let err = parse(input).expect_err(input).to_string();
+        assert!(
+            err.contains(&format!("did you mean \"{meant}\"")),
+            "{input}: {err}"
+        );
+        assert!(!err.contains("s3cret"), "{input}: {err}");
+    }
+    // Nothing close: no guess.
+    let err = parse("host=h colour=blue").unwrap_err().to_string();
+    assert!(!err.contains("did you mean"), "{err}");
+}
+
+#[test]
+fn a_libpq_parameter_not_taken_here_is_named_as_such() {
+    let err = parse("host=h gssencmode=disable").unwrap_err().to_string();
+    assert!(
+        err.contains("\"gssencmode\" is not supported here"),
+        "{err}"
+    );
+    let err = parse("postgres://h/db?target_session_attrs=read-write")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not supported here"), "{err}");
 }
 
 #[test]
