@@ -150,8 +150,8 @@ pub struct Cli {
 
     /// Write a tiny non-transactional logical message (prefix `pgoutput-stream.heartbeat`,
     /// not forwarded) this often, so the slot's position moves even when the published
-    /// tables are idle. Off by default.
-    #[arg(long, env = "PGOUTPUT_STREAM_HEARTBEAT_INTERVAL", value_parser = parse_positive_duration)]
+    /// tables are idle. Off by default; `off` turns it off (over the environment variable).
+    #[arg(long, env = "PGOUTPUT_STREAM_HEARTBEAT_INTERVAL", value_parser = parse_interval_or_off)]
     pub heartbeat_interval: Option<Duration>,
 
     /// Have the server stream large in-progress transactions (pgoutput protocol
@@ -299,6 +299,22 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// A duration of more than zero.
+/// A positive duration, or `off` (zero: see [`Cli::heartbeat`]).
+fn parse_interval_or_off(s: &str) -> Result<Duration, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(Duration::ZERO);
+    }
+    parse_positive_duration(s).map_err(|err| format!("{err} (or off)"))
+}
+
+impl Cli {
+    /// How often to write a heartbeat message; `None`: never.
+    pub fn heartbeat(&self) -> Option<Duration> {
+        self.heartbeat_interval
+            .filter(|interval| !interval.is_zero())
+    }
+}
+
 fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     match parse_duration(s)? {
         d if d.is_zero() => Err("must be more than zero".into()),
@@ -409,6 +425,21 @@ mod tests {
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_positive_duration("0s").is_err());
         assert_eq!(parse_positive_duration("1ms"), Ok(Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn the_heartbeat_can_be_turned_off_over_the_environment() {
+        let base = ["-c", "x", "-s", "s", "-p", "p"];
+        let with = |value: &str| parse(&[&base[..], &["--heartbeat-interval", value]].concat());
+        assert_eq!(parse(&base).unwrap().heartbeat(), None);
+        assert_eq!(
+            with("30s").unwrap().heartbeat(),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(with("off").unwrap().heartbeat(), None);
+        assert_eq!(with("OFF").unwrap().heartbeat(), None);
+        let zero = with("0").unwrap_err().to_string();
+        assert!(zero.contains("more than zero (or off)"), "{zero}");
     }
 
     #[test]

@@ -109,7 +109,7 @@ pub async fn run(cli: Cli, mut shutdown: Shutdown) -> Result<Stop, RunError> {
         info.clone(),
         Some(client),
         cli.slot.clone(),
-        cli.heartbeat_interval,
+        cli.heartbeat(),
         metrics.clone(),
     ));
     if cli.snapshot == SnapshotMode::Initial {
@@ -518,7 +518,7 @@ async fn close_outputs<O: OutputTarget + ?Sized>(output: &mut O, timeout: Durati
             message = "Could not flush outputs while stopping.",
             error = err.to_string()
         ),
-        Err(_) => warn!(message = "Outputs did not finish within the shutdown timeout."),
+        Err(_) => warn!(message = "Outputs did not finish within the shutdown timeout; the rest is sent again on restart."),
     }
 }
 
