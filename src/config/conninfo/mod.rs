@@ -61,21 +61,30 @@ pub enum KeyHint {
     Unsupported,
 }
 
-/// The parameters pgoutput-stream takes.
-const KEYS: [&str; 12] = [
-    "host",
-    "port",
-    "user",
-    "password",
-    "dbname",
-    "sslmode",
-    "sslrootcert",
-    "sslcert",
-    "sslkey",
-    "application_name",
-    "connect_timeout",
-    "passfile",
+/// Where [`Raw`] keeps a parameter's value.
+type Field = fn(&mut Raw) -> &mut Option<String>;
+
+/// The parameters pgoutput-stream takes, and where [`Raw`] keeps each: the
+/// one list both parsing and the error messages read.
+const KEYS: [(&str, Field); 12] = [
+    ("host", |raw| &mut raw.host),
+    ("port", |raw| &mut raw.port),
+    ("user", |raw| &mut raw.user),
+    ("password", |raw| &mut raw.password),
+    ("dbname", |raw| &mut raw.dbname),
+    ("sslmode", |raw| &mut raw.sslmode),
+    ("sslrootcert", |raw| &mut raw.sslrootcert),
+    ("sslcert", |raw| &mut raw.sslcert),
+    ("sslkey", |raw| &mut raw.sslkey),
+    ("application_name", |raw| &mut raw.application_name),
+    ("connect_timeout", |raw| &mut raw.connect_timeout),
+    ("passfile", |raw| &mut raw.passfile),
 ];
+
+/// The names of [`KEYS`], for messages.
+fn key_names() -> String {
+    KEYS.map(|(name, _)| name).join(", ")
+}
 
 /// libpq's other parameters (PostgreSQL 17): valid in a connection string
 /// elsewhere, not taken here.
@@ -117,7 +126,7 @@ impl KeyHint {
             return Some(KeyHint::Unsupported);
         }
         KEYS.iter()
-            .map(|known| (strsim::damerau_levenshtein(key, known), *known))
+            .map(|&(known, _)| (strsim::damerau_levenshtein(key, known), known))
             .filter(|(distance, known)| *distance <= 2 && *distance < known.len() / 2)
             .min()
             .map(|(_, known)| KeyHint::Typo(known))
@@ -131,11 +140,11 @@ fn unknown_key(key: &str, hint: Option<KeyHint>) -> String {
         }
         Some(KeyHint::Unsupported) => format!(
             "connection parameter {key:?} is not supported here; remove it (supported: {})",
-            KEYS.join(", ")
+            key_names()
         ),
         None => format!(
             "unknown connection parameter {key:?} (supported: {})",
-            KEYS.join(", ")
+            key_names()
         ),
     }
 }
@@ -371,27 +380,13 @@ struct Raw {
 
 impl Raw {
     fn set(&mut self, key: &str, value: String) -> Result<(), ConnInfoError> {
-        let slot = match key {
-            "host" => &mut self.host,
-            "port" => &mut self.port,
-            "user" => &mut self.user,
-            "password" => &mut self.password,
-            "dbname" => &mut self.dbname,
-            "sslmode" => &mut self.sslmode,
-            "sslrootcert" => &mut self.sslrootcert,
-            "sslcert" => &mut self.sslcert,
-            "sslkey" => &mut self.sslkey,
-            "application_name" => &mut self.application_name,
-            "connect_timeout" => &mut self.connect_timeout,
-            "passfile" => &mut self.passfile,
-            other => {
-                return Err(ConnInfoError::UnknownKey {
-                    key: other.to_string(),
-                    hint: KeyHint::of(other),
-                })
-            }
+        let Some((_, slot)) = KEYS.iter().find(|(name, _)| *name == key) else {
+            return Err(ConnInfoError::UnknownKey {
+                key: key.to_string(),
+                hint: KeyHint::of(key),
+            });
         };
-        *slot = Some(value);
+        *slot(self) = Some(value);
         Ok(())
     }
 
