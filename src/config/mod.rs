@@ -181,6 +181,14 @@ pub struct Cli {
     pub nats: NatsArgs,
 }
 
+impl Cli {
+    /// How often to write a heartbeat message; `None`: never.
+    pub fn heartbeat(&self) -> Option<Duration> {
+        self.heartbeat_interval
+            .filter(|interval| !interval.is_zero())
+    }
+}
+
 fn parse_lsn(s: &str) -> Result<Lsn, String> {
     s.parse()
         .map_err(|e: crate::lsn::ParseLsnError| e.to_string())
@@ -298,7 +306,6 @@ fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(scale).ok_or_else(invalid)
 }
 
-/// A duration of more than zero.
 /// A positive duration, or `off` (zero: see [`Cli::heartbeat`]).
 fn parse_interval_or_off(s: &str) -> Result<Duration, String> {
     if s.trim().eq_ignore_ascii_case("off") {
@@ -307,14 +314,7 @@ fn parse_interval_or_off(s: &str) -> Result<Duration, String> {
     parse_positive_duration(s).map_err(|err| format!("{err} (or off)"))
 }
 
-impl Cli {
-    /// How often to write a heartbeat message; `None`: never.
-    pub fn heartbeat(&self) -> Option<Duration> {
-        self.heartbeat_interval
-            .filter(|interval| !interval.is_zero())
-    }
-}
-
+/// A duration of more than zero.
 fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     match parse_duration(s)? {
         d if d.is_zero() => Err("must be more than zero".into()),
