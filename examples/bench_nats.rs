@@ -84,37 +84,37 @@ async fn fresh_stream(
     ))
 }
 
-/// Message `i`'s headers, as the daemon sends an insert's: a unique
-/// `Nats-Msg-Id` (so the server does the same dedup work) and the seven `Pg-*`
-/// headers with values of typical length, carried in the one header value
-/// with CRLFs between them as the daemon does (the same bytes on the wire as
-/// eight headers). With `BENCH_ID_ONLY` set in the environment, the
-/// `Nats-Msg-Id` alone.
-fn headers(i: u64, id_only: bool) -> HeaderMap {
-    let mut value = format!("bench:{i}");
-    if !id_only {
-        for (name, field) in [
-            ("Pg-Op", "insert"),
-            ("Pg-Schema", "public"),
-            ("Pg-Table", "bench_rows"),
-            ("Pg-Lsn", "0/961DE38"),
-            ("Pg-Commit-Lsn", "0/961DE38"),
-            ("Pg-Xid", "734"),
-            ("Pg-Commit-Ts", "2024-02-29T13:14:15.123456Z"),
-        ] {
-            value.push_str("\r\n");
-            value.push_str(name);
-            value.push_str(": ");
-            value.push_str(field);
-        }
+/// What follows every message's id in its `Nats-Msg-Id` value, as the
+/// daemon sends an insert's headers: the seven `Pg-*` headers with values of
+/// typical length, carried in the one header value with CRLFs between them
+/// as the daemon does (the same bytes on the wire as eight headers). With
+/// `BENCH_ID_ONLY` set in the environment, nothing: the id alone.
+fn pg_headers() -> String {
+    if std::env::var_os("BENCH_ID_ONLY").is_some() {
+        return String::new();
     }
-    let mut headers = HeaderMap::new();
-    headers.insert(async_nats::header::NATS_MESSAGE_ID, value.as_str());
-    headers
+    [
+        ("Pg-Op", "insert"),
+        ("Pg-Schema", "public"),
+        ("Pg-Table", "bench_rows"),
+        ("Pg-Lsn", "0/961DE38"),
+        ("Pg-Commit-Lsn", "0/961DE38"),
+        ("Pg-Xid", "734"),
+        ("Pg-Commit-Ts", "2024-02-29T13:14:15.123456Z"),
+    ]
+    .map(|(name, value)| format!("\r\n{name}: {value}"))
+    .concat()
 }
 
-fn id_only() -> bool {
-    std::env::var_os("BENCH_ID_ONLY").is_some()
+/// Message `i`'s headers: a unique `Nats-Msg-Id` (so the server does the
+/// same dedup work), followed by `pg_headers`.
+fn headers(i: u64, pg_headers: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        format!("bench:{i}{pg_headers}").as_str(),
+    );
+    headers
 }
 
 async fn publish(
@@ -130,7 +130,7 @@ async fn publish(
         .max_ack_inflight(window + 16)
         .build(client);
     let (subject, payload) = fresh_stream(&context, stream, count, size).await?;
-    let id_only = id_only();
+    let pg_headers = pg_headers();
     let started = Instant::now();
     let mut acks = VecDeque::with_capacity(window);
     for i in 0..count {
@@ -140,7 +140,7 @@ async fn publish(
             }
         }
         let ack = context
-            .publish_with_headers(subject.clone(), headers(i, id_only), payload.clone())
+            .publish_with_headers(subject.clone(), headers(i, &pg_headers), payload.clone())
             .await?;
         acks.push_back(ack);
     }
@@ -177,7 +177,7 @@ async fn publish_batched(url: &str, stream: &str, count: u64, size: usize) -> Re
     let prefix = format!("{}1", client.new_inbox());
     let mut replies = client.subscribe(format!("{prefix}.>")).await?;
     let reply_to = |seq: u64, op: u8| format!("{prefix}.{ASKED_FLOW}.fail.{seq}.{op}.$FI");
-    let id_only = id_only();
+    let pg_headers = pg_headers();
     let started = Instant::now();
     // Batch messages known stored, and messages per flow ack (the server's choice).
     let (mut acked, mut flow) = (0u64, 0u64);
@@ -195,7 +195,7 @@ async fn publish_batched(url: &str, stream: &str, count: u64, size: usize) -> Re
             .publish_with_reply_and_headers(
                 subject.clone(),
                 reply_to(seq, op),
-                headers(seq - 1, id_only),
+                headers(seq - 1, &pg_headers),
                 payload.clone(),
             )
             .await?;
